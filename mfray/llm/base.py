@@ -1,0 +1,90 @@
+"""The narrow LLM interface every backend implements.
+
+generate(prompts, sampling) -> list[Generation]
+score(prompts, completions) -> list[list[float]]   (per-token log-probs of each completion)
+
+A prompt is either a chat (a list of {"role", "content"} messages, rendered with the model's chat
+template and a generation prompt) or a raw string (used as is). Both methods are async so a
+driver can keep many events in flight; backends batch internally.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Union, runtime_checkable
+
+ChatMessage = dict  # {"role": "system"|"user"|"assistant", "content": str}
+Prompt = Union[str, list[ChatMessage]]
+
+_THINK_RE = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings of one request batch. temperature 0 means greedy.
+
+    `first_line`: keep only the first non-empty line (and stop generating once it is complete).
+    `seed`: per-request seeds are derived as seed + position in the batch, so a request's sample
+    does not depend on which other requests share its batch.
+    """
+
+    temperature: float = 0.8
+    top_p: float = 0.85
+    top_k: int = 50
+    repetition_penalty: float = 1.2
+    max_new_tokens: int = 50
+    first_line: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion with its token accounting. `text` is already post-processed
+    (think-block stripped, first line kept when asked)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length" | "error"
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """What the simulation, evaluation and training code need from a language model.
+
+    `adapter` names a LoRA adapter the backend knows (None = the base model)."""
+
+    async def generate(
+        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+    ) -> list[Generation]: ...
+
+    async def score(
+        self, prompts: list[Prompt], completions: list[str], adapter: str | None = None
+    ) -> list[list[float]]: ...
+
+
+def postprocess(text: str, first_line: bool) -> str:
+    """Strip any <think>...</think> block (an unclosed one runs to the end), then keep the first
+    non-empty line when asked. Shared by every backend so outputs agree across engines."""
+    text = _THINK_RE.sub("", text)
+    if first_line:
+        for line in text.splitlines():
+            if line.strip():
+                return line.strip()
+        return ""
+    return text.strip()
