@@ -1,0 +1,339 @@
+"""An LLM-protocol backend over any OpenAI-compatible HTTP server (vLLM, mfray's own server,
+OpenAI proper).
+
+One HTTP request per prompt, all prompts of a batch in flight at once (bounded by a semaphore):
+the server does the batching (vLLM's continuous batching, mfray's dynamic batcher). Retries are
+ours, not the client library's, so they are counted in `stats` and one failed request does not
+lose the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Awaitable, Callable, Literal, TypeVar
+
+import openai
+
+from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MAX_BACKOFF_S = 30.0
+# 408 is a server-side timeout; 429 rate limiting; every 5xx is the server's fault: worth retrying.
+_RETRY_STATUS = frozenset({408, 429})
+
+_HINTS = {
+    400: "the server rejected the request; if this is OpenAI proper, pass send_extra_sampling=False "
+    "(it rejects top_k/repetition_penalty)",
+    401: "set a valid API key in the environment variable named by api_key_env",
+    403: "the API key lacks access to this model",
+    404: "check that base_url ends in /v1 and that the model (or adapter) name is served there",
+    413: "the request body is too large; send fewer or shorter prompts",
+    422: "the server rejected a field value; check the sampling parameters",
+}
+
+
+class LLMRequestError(RuntimeError):
+    """A request the server refused for a reason retrying cannot fix (a 4xx other than 408/429),
+    or a score request that still failed after all retries."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Exhausted(Exception):
+    """Internal: retries ran out; carries the last error's description."""
+
+
+@dataclass
+class BackendStats:
+    """Running totals. `requests` counts logical requests (one per prompt, one per score item or
+    score chunk), `retries` the extra attempts, `failures` requests that ended in error."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class OpenAIBackend:
+    """LLM protocol over an OpenAI-compatible server.
+
+    String prompts go to /v1/completions as is; chat prompts go to /v1/chat/completions (the
+    server renders the chat template). mode="completions" is for servers without chat support:
+    chat prompts are then refused up front. `adapter` is sent as the `model` field (vLLM's
+    multi-LoRA convention), else `model`.
+
+    `send_extra_sampling`: send top_k and repetition_penalty in the body (vLLM and mfray's server
+    accept them; OpenAI proper rejects unknown fields). `send_first_line`: send mfray's
+    `first_line` extension so mfray's server stops at the first line (vLLM would only warn).
+    `score_endpoint`: use mfray's /v1/score extension for `score` (needed for chat prompts).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        mode: Literal["chat", "completions"] = "chat",
+        max_concurrency: int = 8,
+        timeout_s: float = 60.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        send_extra_sampling: bool = True,
+        send_first_line: bool = False,
+        score_endpoint: bool = False,
+        score_chunk: int = 32,
+        rng_seed: int = 0,
+    ) -> None:
+        if mode not in ("chat", "completions"):
+            raise ValueError(f"mode must be 'chat' or 'completions', got {mode!r}")
+        if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0 or backoff_s < 0:
+            raise ValueError("need max_concurrency >= 1, max_retries >= 0, timeout_s > 0, backoff_s >= 0")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.mode = mode
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.send_extra_sampling = send_extra_sampling
+        self.send_first_line = send_first_line
+        self.score_endpoint = score_endpoint
+        self.score_chunk = max(1, score_chunk)
+        self.stats = BackendStats()
+        # Local servers accept any key; the key itself is only handed to the client, never logged.
+        self._api_key = os.environ.get(api_key_env) or "EMPTY"
+        self._rng = random.Random(rng_seed)  # seeded jitter: runs are reproducible
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: openai.AsyncOpenAI | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, mode={self.mode!r})"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _ensure_client(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        # Pooled connections and semaphores belong to one event loop; a backend reused under a
+        # fresh loop (a second asyncio.run, per-test loops) gets a fresh client instead of hanging.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._client is None or self._sem is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key,
+                timeout=self.timeout_s,
+                max_retries=0,  # our own loop retries, so retries are counted
+            )
+            self._sem = asyncio.Semaphore(self.max_concurrency)
+            self._loop = loop
+        return self._client, self._sem
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _request_error(self, e: openai.APIStatusError) -> LLMRequestError:
+        hint = _HINTS.get(e.status_code, "fix the request; retrying will not help")
+        return LLMRequestError(
+            f"HTTP {e.status_code} from {self.base_url}: {e.message} -- {hint}", status=e.status_code
+        )
+
+    def _delay(self, attempt: int, err: Exception) -> float:
+        delay = self.backoff_s * (2**attempt) * (1.0 + 0.5 * self._rng.random())
+        if isinstance(err, openai.APIStatusError):
+            # Honour a server's Retry-After (rate limiters know best), capped so a bad header
+            # cannot stall a run.
+            try:
+                delay = max(delay, float(err.response.headers.get("retry-after", 0)))
+            except ValueError:
+                pass
+        return min(delay, _MAX_BACKOFF_S)
+
+    async def _call(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
+        """Run one request with retries on 408/429/5xx/timeouts/connection errors. Raises
+        LLMRequestError on other 4xx and _Exhausted when retries run out."""
+        client, sem = self._ensure_client()
+        attempt = 0
+        while True:
+            async with sem:  # held per attempt, not during backoff, so others can proceed
+                try:
+                    return await fn(client)
+                except openai.APIStatusError as e:
+                    if e.status_code not in _RETRY_STATUS and e.status_code < 500:
+                        raise self._request_error(e) from e
+                    err: Exception = e
+                    desc = f"HTTP {e.status_code}: {e.message}"
+                except openai.APIConnectionError as e:  # includes APITimeoutError
+                    err = e
+                    desc = f"{type(e).__name__}: {e.message}"
+            if attempt >= self.max_retries:
+                raise _Exhausted(f"{desc} (from {self.base_url}, after {attempt} retries)")
+            delay = self._delay(attempt, err)
+            attempt += 1
+            self.stats.retries += 1
+            log.debug("retry %d in %.2fs after %s", attempt, delay, desc)
+            await asyncio.sleep(delay)
+
+    async def _gather(self, coros: list[Awaitable[T]]) -> list[T]:
+        # Like gather, but a fatal error (LLMRequestError) cancels the siblings instead of leaving
+        # them running against a server that is misconfigured anyway.
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # -- generate -----------------------------------------------------------------------------
+
+    def _sampling_kwargs(self, s: SamplingParams, index: int) -> dict[str, Any]:
+        kw: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens}
+        if s.seed is not None:
+            kw["seed"] = s.seed + index  # base.SamplingParams: seed + position in the batch
+        extra: dict[str, Any] = {}
+        if self.send_extra_sampling:
+            extra.update(top_k=s.top_k, repetition_penalty=s.repetition_penalty)
+        if self.send_first_line:
+            extra["first_line"] = s.first_line
+        if extra:
+            kw["extra_body"] = extra
+        return kw
+
+    async def generate(
+        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+    ) -> list[Generation]:
+        """One request per prompt, all in flight together; results in prompt order. A request
+        that still fails after retries comes back with finish_reason="error"."""
+        if self.mode == "completions" and any(not isinstance(p, str) for p in prompts):
+            raise ValueError(
+                "mode='completions' cannot send chat prompts: render them to strings first or use mode='chat'"
+            )
+        model = adapter or self.model
+        return await self._gather([self._generate_one(p, sampling, i, model) for i, p in enumerate(prompts)])
+
+    async def _generate_one(self, prompt: Prompt, sampling: SamplingParams, index: int, model: str) -> Generation:
+        t0 = time.perf_counter()
+        self.stats.requests += 1
+        kw = self._sampling_kwargs(sampling, index)
+        try:
+            if isinstance(prompt, str):
+                resp = await self._call(lambda c: c.completions.create(model=model, prompt=prompt, **kw))
+                raw = resp.choices[0].text if resp.choices else None
+            else:
+                resp = await self._call(lambda c: c.chat.completions.create(model=model, messages=prompt, **kw))
+                raw = (resp.choices[0].message.content or "") if resp.choices else None
+        except _Exhausted as e:
+            self.stats.failures += 1
+            log.warning("request failed after retries: %s", e)
+            return Generation("", 0, 0, "error", time.perf_counter() - t0, error=str(e))
+        if raw is None:
+            self.stats.failures += 1
+            return Generation("", 0, 0, "error", time.perf_counter() - t0, error=f"no choices from {self.base_url}")
+        usage = resp.usage
+        pt = usage.prompt_tokens if usage else 0
+        ct = usage.completion_tokens if usage else 0
+        self.stats.prompt_tokens += pt
+        self.stats.completion_tokens += ct
+        reason = resp.choices[0].finish_reason
+        return Generation(
+            text=postprocess(raw, sampling.first_line),
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            finish_reason="length" if reason == "length" else "stop",
+            latency_s=time.perf_counter() - t0,
+        )
+
+    # -- score --------------------------------------------------------------------------------
+
+    async def score(
+        self, prompts: list[Prompt], completions: list[str], adapter: str | None = None
+    ) -> list[list[float]]:
+        """Per-token log-probs of each completion given its prompt. With score_endpoint=True this
+        uses mfray's /v1/score; otherwise string prompts only, via /v1/completions with echo.
+        Raises LLMRequestError when a request still fails after retries (no partial result)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        model = adapter or self.model
+        if self.score_endpoint:
+            chunks = [
+                (prompts[i : i + self.score_chunk], completions[i : i + self.score_chunk])
+                for i in range(0, len(prompts), self.score_chunk)
+            ]
+            parts = await self._gather([self._score_remote(p, c, model) for p, c in chunks])
+            return [lp for part in parts for lp in part]
+        if any(not isinstance(p, str) for p in prompts):
+            raise NotImplementedError(
+                "score over chat prompts needs the local engine or the mfray server's /v1/score "
+                "(OpenAIBackend(..., score_endpoint=True))"
+            )
+        return await self._gather([self._score_echo(p, c, model) for p, c in zip(prompts, completions)])
+
+    async def _scored(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
+        self.stats.requests += 1
+        try:
+            return await self._call(fn)
+        except _Exhausted as e:
+            self.stats.failures += 1
+            raise LLMRequestError(f"score request failed: {e}") from None
+
+    async def _score_remote(self, prompts: list[Prompt], completions: list[str], model: str) -> list[list[float]]:
+        body = {"model": model, "prompts": prompts, "completions": completions}
+        data = await self._scored(lambda c: c.post("/score", cast_to=object, body=body))
+        out = data.get("logprobs") if isinstance(data, dict) else None
+        if not isinstance(out, list) or len(out) != len(prompts):
+            raise LLMRequestError(
+                f"/v1/score at {self.base_url} returned a malformed body (no 'logprobs' list of {len(prompts)})"
+            )
+        return [[float(x) for x in row] for row in out]
+
+    async def _score_echo(self, prompt: str, completion: str, model: str) -> list[float]:
+        full = prompt + completion
+        # max_tokens=0 + echo: the server only scores the text (vLLM's prompt-logprobs path).
+        resp = await self._scored(
+            lambda c: c.completions.create(
+                model=model, prompt=full, echo=True, logprobs=1, max_tokens=0, temperature=0
+            )
+        )
+        lp = resp.choices[0].logprobs if resp.choices else None
+        if lp is None or lp.text_offset is None or lp.token_logprobs is None or lp.tokens is None:
+            raise LLMRequestError(
+                f"{self.base_url} returned no echo logprobs; this server cannot score via /v1/completions "
+                "(use the local engine or mfray's server with score_endpoint=True)"
+            )
+        return completion_logprobs(lp.tokens, lp.text_offset, lp.token_logprobs, len(prompt), len(full))
+
+
+def completion_logprobs(
+    tokens: list[str], offsets: list[int], logprobs: list[float | None], start: int, end: int
+) -> list[float]:
+    """Pick the log-probs of the tokens covering characters [start, end) of an echoed text.
+    A token straddling the prompt/completion boundary counts as completion (it carries completion
+    characters); tokens past `end` (generated, not echoed) are dropped, and so is the first
+    token's missing (None) log-prob."""
+    out: list[float] = []
+    for i, (off, lp) in enumerate(zip(offsets, logprobs)):
+        tok_end = offsets[i + 1] if i + 1 < len(offsets) else off + len(tokens[i])
+        if off < start and tok_end <= start:
+            continue  # prompt token
+        if off >= end:
+            break
+        if lp is not None:
+            out.append(float(lp))
+    return out

@@ -1,0 +1,503 @@
+"""An OpenAI-compatible HTTP server over any LLM-protocol object.
+
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /v1/score
+(mfray extension: {model, prompts, completions} -> {"logprobs": [[float]]}), GET /health.
+
+Requests are validated with pydantic (errors come back as 400 in OpenAI's error shape), bodies
+are capped (413), and concurrent requests are merged into few `llm.generate` calls by a dynamic
+batcher: that is what makes a local engine efficient behind many small HTTP requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any, AsyncIterator, Literal
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from mfray.llm.base import LLM, Generation, Prompt, SamplingParams
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENS_LIMIT = 4096
+DEFAULT_MAX_TOKENS = 256
+MAX_BODY_BYTES = 1 << 20
+MAX_PROMPTS_PER_REQUEST = 1024
+_NEG_INF_LOGPROB = -1e30  # JSON has no -inf; a finite sentinel keeps the response parseable
+
+
+# -- request models ---------------------------------------------------------------------------
+
+
+class _TextPart(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[_TextPart]
+
+    def as_dict(self) -> dict[str, str]:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": self.role, "content": text}
+
+
+class _SamplingRequest(BaseModel):
+    """Fields shared by chat and text completions. Unknown fields are ignored (as vLLM does);
+    fields we cannot honour (n>1, stream, stop, penalties) are refused in `_refuse_unsupported`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    seed: int | None = None
+    top_k: int = Field(0, ge=-1)  # vLLM spells "off" as -1, we as 0
+    repetition_penalty: float = Field(1.0, gt=0)
+    first_line: bool = False  # mfray extension: keep (and stop at) the first non-empty line
+    n: int = 1
+    stream: bool = False
+    stop: str | list[str] | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=max(self.top_k, 0),
+            repetition_penalty=self.repetition_penalty,
+            max_new_tokens=self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS,
+            first_line=self.first_line,
+            seed=self.seed,
+        )
+
+
+class ChatCompletionRequest(_SamplingRequest):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+
+
+class CompletionRequest(_SamplingRequest):
+    prompt: str | list[str]
+    echo: bool = False
+    logprobs: int | None = None
+
+
+class ScoreRequest(BaseModel):
+    model: str
+    prompts: list[str | list[ChatMessageIn]] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+    completions: list[str] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+
+
+def _refuse_unsupported(req: _SamplingRequest) -> None:
+    if req.stream:
+        raise HTTPException(400, "stream=true is not supported by this server; send stream=false")
+    if req.n != 1:
+        raise HTTPException(400, f"n={req.n} is not supported; only n=1 (send one request per sample)")
+    if req.stop:
+        raise HTTPException(400, "stop sequences are not supported; use first_line=true or post-process")
+    if req.presence_penalty or req.frequency_penalty:
+        raise HTTPException(400, "presence/frequency penalties are not supported; use repetition_penalty")
+
+
+# -- dynamic batching -------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    prompt: Prompt
+    sampling: SamplingParams
+    adapter: str | None
+    future: asyncio.Future
+
+
+def plan_batches(items: list[_Item], max_batch: int) -> list[tuple[SamplingParams, str | None, list[_Item]]]:
+    """Group queued requests into generate calls. Requests merge when all sampling settings but
+    the seed agree and they share an adapter. Seeded requests merge only in runs of consecutive
+    seeds, because the protocol gives position i of a batch the seed `seed + i`: a client that
+    sent seeds s, s+1, ... (as OpenAIBackend does for one batch) is reassembled into one batch
+    with seed s and gets exactly the samples the engine would give that batch directly."""
+    groups: dict[tuple, list[_Item]] = {}
+    for it in items:
+        key = (replace(it.sampling, seed=None), it.adapter, it.sampling.seed is None)
+        groups.setdefault(key, []).append(it)
+    plan = []
+    for (base, adapter, unseeded), group in groups.items():
+        if unseeded:
+            for i in range(0, len(group), max_batch):
+                plan.append((base, adapter, group[i : i + max_batch]))
+            continue
+        remaining = sorted(group, key=lambda x: x.sampling.seed)
+        while remaining:  # duplicate seeds are set aside so they do not cut a run short
+            uniq: list[_Item] = []
+            dups: list[_Item] = []
+            for it in remaining:
+                (dups if uniq and it.sampling.seed == uniq[-1].sampling.seed else uniq).append(it)
+            run: list[_Item] = []
+            for it in uniq:
+                if run and (len(run) == max_batch or it.sampling.seed != run[-1].sampling.seed + 1):
+                    plan.append((replace(base, seed=run[0].sampling.seed), adapter, run))
+                    run = []
+                run.append(it)
+            plan.append((replace(base, seed=run[0].sampling.seed), adapter, run))
+            remaining = dups
+    return plan
+
+
+class DynamicBatcher:
+    """Merges concurrent generate requests into few `llm.generate` calls.
+
+    At most `max_inflight` engine calls run at once (1 suits a single local GPU engine: requests
+    that arrive during a generation pile up and form the next, larger batch). Once a slot is free
+    the batcher waits `window_s` for more requests, then dispatches them grouped by
+    `plan_batches`. Score calls take a slot too, so the engine never sees more than
+    `max_inflight` concurrent calls."""
+
+    def __init__(self, llm: LLM, max_batch: int = 32, window_s: float = 0.005, max_inflight: int = 1) -> None:
+        if max_batch < 1 or max_inflight < 1 or window_s < 0:
+            raise ValueError("need max_batch >= 1, max_inflight >= 1, window_s >= 0")
+        self.llm = llm
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.max_inflight = max_inflight
+        self.batches = 0  # generate calls made
+        self.items = 0  # requests served through them
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._task: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
+
+    def _ensure_started(self) -> None:
+        # Started lazily inside the serving loop (works with or without lifespan events).
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            self._slots = asyncio.Semaphore(self.max_inflight)
+            self._task = loop.create_task(self._run())
+
+    async def submit(self, prompt: Prompt, sampling: SamplingParams, adapter: str | None) -> Generation:
+        """Queue one prompt; resolves with its Generation (or the engine's exception)."""
+        self._ensure_started()
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(prompt, sampling, adapter, fut))
+        return await fut
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one engine slot (for calls that bypass the queue, such as score)."""
+        self._ensure_started()
+        async with self._slots:
+            yield
+
+    async def stop(self) -> None:
+        """Cancel the batcher and fail whatever is still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while self._queue is not None and not self._queue.empty():
+            it = self._queue.get_nowait()
+            if not it.future.done():
+                it.future.set_exception(RuntimeError("server shutting down"))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self._queue.get()]
+            await self._slots.acquire()
+            deadline = loop.time() + self.window_s
+            while True:
+                while not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                if len(items) >= self.max_batch or loop.time() >= deadline:
+                    break
+                # Short sleeps rather than wait_for(queue.get()): a timed-out get can drop an item.
+                await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
+            try:
+                plan = plan_batches(items, self.max_batch)
+            except Exception as e:  # never leave a request waiting on a future nobody resolves
+                for it in items:
+                    if not it.future.done():
+                        it.future.set_exception(e)
+                self._slots.release()
+                continue
+            for i, (sampling, adapter, batch) in enumerate(plan):
+                if i > 0:
+                    await self._slots.acquire()
+                task = loop.create_task(self._dispatch(sampling, adapter, batch))
+                self._inflight.add(task)  # keep a reference until done
+                task.add_done_callback(self._inflight.discard)
+
+    async def _dispatch(self, sampling: SamplingParams, adapter: str | None, batch: list[_Item]) -> None:
+        try:
+            gens = await self.llm.generate([it.prompt for it in batch], sampling, adapter)
+            if len(gens) != len(batch):
+                raise RuntimeError(f"llm.generate returned {len(gens)} generations for {len(batch)} prompts")
+        except Exception as e:  # the engine's failure goes to every request of the batch
+            log.exception("generate failed for a batch of %d", len(batch))
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(e)
+        else:
+            self.batches += 1
+            self.items += len(batch)
+            for it, g in zip(batch, gens):
+                if not it.future.done():  # the client may have gone away
+                    it.future.set_result(g)
+        finally:
+            self._slots.release()
+
+
+# -- middleware and errors --------------------------------------------------------------------
+
+
+def _error(status: int, message: str, etype: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": etype, "param": None, "code": status}}, status)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413: by Content-Length up front, and by
+    counting chunks for bodies sent without one."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        msg = f"request body exceeds {self.max_bytes} bytes; send fewer or shorter prompts"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await _error(413, msg)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions from body reading; our handler answers 413.
+                    raise HTTPException(413, msg)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ())[1:]) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def _usage(gens: list[Generation]) -> dict[str, int]:
+    pt = sum(g.prompt_tokens for g in gens)
+    ct = sum(g.completion_tokens for g in gens)
+    return {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+
+
+def build_app(
+    llm: LLM,
+    model_name: str,
+    max_batch: int = 32,
+    adapters: list[str] | tuple[str, ...] = (),
+    batch_window_s: float = 0.005,
+    max_inflight: int = 1,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """An OpenAI-compatible FastAPI app over `llm`. `model_name` names the base model;
+    `adapters` are LoRA adapter names also accepted in the `model` field (vLLM's convention)."""
+    known = [model_name, *adapters]
+    batcher = DynamicBatcher(llm, max_batch=max_batch, window_s=batch_window_s, max_inflight=max_inflight)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="mfray OpenAI-compatible server", lifespan=lifespan)
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, _validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _on_http(_: Request, exc: HTTPException) -> JSONResponse:
+        etype = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return _error(exc.status_code, str(exc.detail), etype)
+
+    def adapter_for(model: str) -> str | None:
+        if model not in known:
+            raise HTTPException(404, f"model {model!r} not found; known models: {known}")
+        return None if model == model_name else model
+
+    async def run(prompts: list[Prompt], req: _SamplingRequest) -> list[Generation]:
+        """Generate for the prompts of one request. Several prompts form one batch in the
+        protocol's sense: prompt i gets seed + i (as if passed to llm.generate together)."""
+        _refuse_unsupported(req)
+        adapter = adapter_for(req.model)
+        try:
+            sampling = req.sampling()
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from None
+        per_prompt = [
+            sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + i)
+            for i in range(len(prompts))
+        ]
+        # return_exceptions: collect every outcome so no sibling's exception goes unretrieved.
+        gens = await asyncio.gather(
+            *(batcher.submit(p, s, adapter) for p, s in zip(prompts, per_prompt)), return_exceptions=True
+        )
+        for g in gens:
+            if isinstance(g, BaseException):
+                raise HTTPException(500, f"generation failed: {type(g).__name__}: {g}")
+        failed = [g for g in gens if g.finish_reason == "error"]
+        if failed:  # 502: the engine behind us failed; clients retry 5xx
+            raise HTTPException(502, f"generation failed: {failed[0].error}")
+        return list(gens)
+
+    def envelope(prefix: str, obj: str, model: str, choices: list, gens: list[Generation]) -> dict:
+        return {
+            "id": f"{prefix}-{uuid.uuid4().hex}",
+            "object": obj,
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(gens),
+        }
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "batches": batcher.batches, "requests": batcher.items}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 0, "owned_by": "mfray"} for m in known],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: ChatCompletionRequest) -> dict:
+        gens = await run([[m.as_dict() for m in req.messages]], req)
+        g = gens[0]
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": g.text},
+            "finish_reason": g.finish_reason,
+            "logprobs": None,
+        }
+        return envelope("chatcmpl", "chat.completion", req.model, [choice], gens)
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest) -> dict:
+        if req.echo or req.logprobs is not None:
+            raise HTTPException(400, "echo/logprobs are not supported here; use POST /v1/score for log-probs")
+        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if not prompts or len(prompts) > MAX_PROMPTS_PER_REQUEST:
+            raise HTTPException(400, f"prompt must hold 1..{MAX_PROMPTS_PER_REQUEST} strings")
+        gens = await run(prompts, req)
+        choices = [
+            {"index": i, "text": g.text, "finish_reason": g.finish_reason, "logprobs": None}
+            for i, g in enumerate(gens)
+        ]
+        return envelope("cmpl", "text_completion", req.model, choices, gens)
+
+    @app.post("/v1/score")
+    async def score(req: ScoreRequest) -> dict:
+        if len(req.prompts) != len(req.completions):
+            raise HTTPException(400, f"{len(req.prompts)} prompts but {len(req.completions)} completions")
+        adapter = adapter_for(req.model)
+        prompts: list[Prompt] = [p if isinstance(p, str) else [m.as_dict() for m in p] for p in req.prompts]
+
+        async def chunk(i: int) -> list[list[float]]:
+            async with batcher.slot():
+                return await llm.score(prompts[i : i + max_batch], req.completions[i : i + max_batch], adapter)
+
+        try:
+            parts = await asyncio.gather(*(chunk(i) for i in range(0, len(prompts), max_batch)))
+        except NotImplementedError as e:
+            raise HTTPException(400, f"this model cannot score: {e}") from None
+        except Exception as e:
+            log.exception("score failed")
+            raise HTTPException(500, f"score failed: {type(e).__name__}: {e}") from None
+        rows = [
+            [_NEG_INF_LOGPROB if math.isinf(x) and x < 0 else float(x) for x in row] for part in parts for row in part
+        ]
+        return {"object": "score", "model": req.model, "logprobs": rows}
+
+    return app
+
+
+# -- running it -------------------------------------------------------------------------------
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve `app` with uvicorn until interrupted. Binds to loopback unless told otherwise."""
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+class ServerThread:
+    """Run an app with uvicorn in a background thread (tests, in-process use).
+    port=0 picks a free port; `base_url` is then e.g. http://127.0.0.1:PORT/v1."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="mfray-uvicorn", daemon=True)
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout_s: float = 15.0) -> "ServerThread":
+        """Start and wait until the socket accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask uvicorn to exit and wait for the thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

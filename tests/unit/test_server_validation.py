@@ -1,0 +1,202 @@
+"""mfray's OpenAI-compatible server: request validation, error shapes, batching plan. Runs a real
+uvicorn server on 127.0.0.1 over the ScriptedLLM of the integration tests (bookkeeping only)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from mfray.llm.base import SamplingParams
+from mfray.llm.server import MAX_TOKENS_LIMIT, ServerThread, _Item, build_app, plan_batches
+from tests.integration.test_openai_backend import ScriptedLLM
+
+BASE = "base-model"
+ADAPTER = "lora-a"
+
+
+@pytest.fixture(scope="module")
+def server():
+    llm = ScriptedLLM(delay_s=0.0)
+    with ServerThread(build_app(llm, BASE, adapters=[ADAPTER], max_body_bytes=100_000)) as st:
+        with httpx.Client(base_url=st.url, timeout=10) as client:
+            yield client, llm
+
+
+def _chat_body(**over) -> dict:
+    body = {"model": BASE, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    body.update(over)
+    return body
+
+
+def _error_message(r: httpx.Response) -> str:
+    err = r.json()["error"]
+    assert set(err) >= {"message", "type"}
+    return err["message"]
+
+
+def test_health_and_models(server):
+    client, _ = server
+    assert client.get("/health").json()["status"] == "ok"
+    data = client.get("/v1/models").json()
+    assert [m["id"] for m in data["data"]] == [BASE, ADAPTER]
+
+
+def test_chat_ok_with_usage(server):
+    client, _ = server
+    r = client.post("/v1/chat/completions", json=_chat_body(seed=3))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "echo:hi|seed=3"}
+    assert body["usage"] == {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+
+
+def test_chat_accepts_text_parts(server):
+    client, _ = server
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "a "}, {"type": "text", "text": "b"}]}]
+    r = client.post("/v1/chat/completions", json=_chat_body(messages=msgs))
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "echo:a b|seed=None"
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": MAX_TOKENS_LIMIT + 1}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"top_k": -2}, "top_k"),
+    ],
+)
+def test_bad_values_are_400_naming_the_field(server, override, field):
+    client, _ = server
+    r = client.post("/v1/chat/completions", json=_chat_body(**override))
+    assert r.status_code == 400, r.text
+    assert field in _error_message(r)
+
+
+def test_missing_model_and_broken_json_are_400(server):
+    client, _ = server
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400 and "model" in _error_message(r)
+    r = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+
+
+def test_unknown_model_is_404_listing_known(server):
+    client, _ = server
+    r = client.post("/v1/chat/completions", json=_chat_body(model="gpt-99"))
+    assert r.status_code == 404
+    msg = _error_message(r)
+    assert "gpt-99" in msg and BASE in msg and ADAPTER in msg
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [({"stream": True}, "stream"), ({"n": 2}, "n=2"), ({"stop": ["\n"]}, "stop"), ({"presence_penalty": 0.5}, "penalt")],
+)
+def test_unsupported_options_are_400(server, override, words):
+    client, _ = server
+    r = client.post("/v1/chat/completions", json=_chat_body(**override))
+    assert r.status_code == 400 and words in _error_message(r)
+
+
+def test_body_too_large_is_413(server):
+    client, _ = server
+    big = _chat_body(messages=[{"role": "user", "content": "x" * 200_000}])
+    r = client.post("/v1/chat/completions", json=big)
+    assert r.status_code == 413 and "exceeds" in _error_message(r)
+
+    # Chunked upload without Content-Length is counted as it arrives.
+    def chunks():
+        yield b'{"model": "base-model", "messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"y" * 10_000
+        yield b'"}]}'
+
+    r = client.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_completions_list_prompt_keeps_order(server):
+    client, llm = server
+    r = client.post("/v1/completions", json={"model": ADAPTER, "prompt": ["p one", "p two", "p three"], "seed": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["text"] for c in body["choices"]] == ["echo:p one|seed=10", "echo:p two|seed=11", "echo:p three|seed=12"]
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2]
+    assert body["usage"]["prompt_tokens"] == 6
+    # Consecutive seeds from one request went to the engine as one batch on the adapter.
+    (call,) = [c for c in llm.calls if "p one" in c["prompts"]]
+    assert call["prompts"] == ["p one", "p two", "p three"] and call["adapter"] == ADAPTER
+
+
+def test_completions_refuses_echo_and_empty(server):
+    client, _ = server
+    r = client.post("/v1/completions", json={"model": BASE, "prompt": "x", "echo": True, "logprobs": 1})
+    assert r.status_code == 400 and "/v1/score" in _error_message(r)
+    r = client.post("/v1/completions", json={"model": BASE, "prompt": []})
+    assert r.status_code == 400
+
+
+def test_engine_failures_are_5xx(server):
+    client, _ = server
+    r = client.post("/v1/chat/completions", json=_chat_body(messages=[{"role": "user", "content": "__raise__"}]))
+    assert r.status_code == 500 and "scripted engine failure" in _error_message(r)
+    r = client.post("/v1/chat/completions", json=_chat_body(messages=[{"role": "user", "content": "__error__"}]))
+    assert r.status_code == 502 and "scripted error" in _error_message(r)
+    # The server still works afterwards.
+    assert client.post("/v1/chat/completions", json=_chat_body()).status_code == 200
+
+
+def test_score_endpoint(server):
+    client, _ = server
+    body = {"model": BASE, "prompts": ["ab", [{"role": "user", "content": "c"}]], "completions": ["x y", "z"]}
+    r = client.post("/v1/score", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["logprobs"] == [[-0.102, -0.202], [-0.101]]
+    r = client.post("/v1/score", json={**body, "completions": ["x"]})
+    assert r.status_code == 400 and "completions" in _error_message(r)
+    r = client.post("/v1/score", json={**body, "model": "nope"})
+    assert r.status_code == 404
+
+
+# -- the batching plan ------------------------------------------------------------------------
+
+
+def _items(seeds, **sampling):
+    loop = asyncio.new_event_loop()
+    try:
+        return [_Item(f"p{i}", SamplingParams(seed=s, **sampling), None, loop.create_future()) for i, s in enumerate(seeds)]
+    finally:
+        loop.close()
+
+
+def test_plan_merges_consecutive_seeds_in_seed_order():
+    items = _items([12, 10, 11, 20, 21, 11])
+    plan = plan_batches(items, max_batch=32)
+    got = sorted((s.seed, [it.sampling.seed for it in batch]) for s, _, batch in plan)
+    # 10,11,12 form one batch (seed 10); the duplicate 11 cannot share it; 20,21 another.
+    assert got == [(10, [10, 11, 12]), (11, [11]), (20, [20, 21])]
+
+
+def test_plan_splits_on_sampling_adapter_and_max_batch():
+    a = _items([None] * 5, temperature=0.5)
+    b = _items([None] * 2, temperature=0.7)
+    c = _items([None] * 1, temperature=0.5)
+    c[0].adapter = ADAPTER
+    plan = plan_batches(a + b + c, max_batch=2)
+    sizes = sorted((s.temperature, adapter or "", len(batch)) for s, adapter, batch in plan)
+    assert sizes == [(0.5, "", 1), (0.5, "", 2), (0.5, "", 2), (0.5, ADAPTER, 1), (0.7, "", 2)]
+    # Unseeded batches keep arrival order.
+    first = [batch for s, adapter, batch in plan if s.temperature == 0.5 and adapter is None]
+    assert [it.prompt for batch in first for it in batch] == ["p0", "p1", "p2", "p3", "p4"]
+    # Seeded runs are cut at max_batch and each chunk starts at its own seed.
+    plan = plan_batches(_items([0, 1, 2, 3, 4]), max_batch=2)
+    assert sorted((s.seed, len(batch)) for s, _, batch in plan) == [(0, 2), (2, 2), (4, 1)]
