@@ -83,9 +83,11 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
-    """Build `cls` from an optional YAML file plus dotted overrides; raise ConfigError naming
-    the file and every bad key."""
+def load_config(
+    cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, values: dict | None = None
+) -> C:
+    """Build `cls` from an optional YAML file, then dotted overrides, then `values` (already
+    typed, e.g. from CLI flags); raise ConfigError naming the file and every bad key."""
     data: dict = {}
     source = "defaults"
     if path is not None:
@@ -96,7 +98,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}: cannot read config: {err}") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    data = _merge(data, parse_overrides(overrides or []))
+    data = _merge(_merge(data, parse_overrides(overrides or [])), values or {})
     try:
         return cls.model_validate(data)
     except ValidationError as err:

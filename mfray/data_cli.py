@@ -5,7 +5,9 @@ each leaf sets `func`, a callable taking the parsed args and returning the exit 
 1 when any problem was found). `python -m mfray.data_cli ...` runs them standalone.
 
 PATH arguments are files or directories; directories are walked recursively for *.json, *.jsonl
-and *.parquet (other files such as README.md are ignored).
+and *.parquet (other files such as README.md are ignored). Gold-label JSONL files (e.g.
+data/labels/) are recognised by content: `validate` checks and counts them, `convert` and `stats`
+skip them with a one-line note on stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mfray.data.canonical import write_parquet
-from mfray.data.validate import Limits, load_files
+from mfray.data.validate import FileResult, Limits, load_files
 from mfray.types import Event
 
 _MB = 1024 * 1024
@@ -62,10 +64,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     events = sum(len(r.events) for r in results)
+    label_files = [r for r in results if r.format == "gold_labels"]
+    labels = (f", {len(label_files)} gold-label file(s) ({sum(len(r.labels) for r in label_files)}"
+              " label(s))") if label_files else ""
     bad_files = len({p.path for p in problems})
-    print(f"{len(results)} file(s), {events} event(s) loaded, {len(problems)} problem(s) in "
-          f"{bad_files} file(s)", file=sys.stderr)
+    print(f"{len(results)} file(s), {events} event(s) loaded{labels}, {len(problems)} problem(s) "
+          f"in {bad_files} file(s)", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _note_label_files(results: list[FileResult]) -> None:
+    for r in results:
+        if r.format == "gold_labels":
+            print(f"{r.path}: gold labels ({len(r.labels)}), not events: skipped", file=sys.stderr)
 
 
 def _file_name(event_id: str) -> str:
@@ -78,6 +89,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """Write one canonical Parquet file per valid event, `<event_id>.parquet` in --out (one file
     per event so runs can shard and resume per event). Problems go to stderr; exit 1 if any."""
     results, problems = _load(args)
+    _note_label_files(results)
     args.out.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     collisions = 0
@@ -139,6 +151,7 @@ def format_table(rows: list[dict[str, str]]) -> str:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print a per-event table; problems go to stderr; exit 1 if any."""
     results, problems = _load(args)
+    _note_label_files(results)
     rows = [event_stats(e, r.skipped.get(e.event_id, 0)) for r in results for e in r.events]
     print(format_table(rows))
     total = sum(int(r["responses"]) for r in rows)

@@ -13,6 +13,10 @@ Policy (the same in every loader):
 - An event with a topic but no responses is rejected ("empty event").
 - Weibo responses whose `t` decreases are reported and then sorted stably by `t` (event kept).
 - The same event id loaded twice: the later copy is reported and skipped.
+
+A .jsonl file whose first parsable line is a gold-label record (mfray.eval.labels, e.g.
+data/labels/) is validated as labels instead: format "gold_labels", no events, its problems
+reported as usual.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mfray.types import Event
+
+if TYPE_CHECKING:
+    from mfray.eval.labels import GoldLabel
 
 EVENT_SUFFIXES = (".json", ".jsonl", ".parquet")
 _MAX_BAD_BYTE_REPORTS = 20
@@ -55,13 +62,15 @@ class Limits:
 
 @dataclass
 class FileResult:
-    """What one file gave: its events, its problems, and per-event skipped [null, null] tweets."""
+    """What one file gave: its events, its problems, per-event skipped [null, null] tweets, and
+    for a gold-label file (format "gold_labels", no events) its valid labels."""
 
     path: str
     format: str | None
     events: list[Event] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    labels: list[GoldLabel] = field(default_factory=list)
 
 
 def _show(value: Any) -> str:
@@ -208,9 +217,11 @@ def iter_event_files(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], li
 
 
 def load_file(path: str | os.PathLike, limits: Limits | None = None) -> FileResult:
-    """Load one event file of any supported format; never raises on bad content."""
-    # Imported here: the format modules import Problem/Fields from this module.
+    """Load one event (or gold-label) file of any supported format; never raises on bad
+    content."""
+    # Imported here: the format modules and mfray.eval.labels import Problem/Fields from here.
     from mfray.data import canonical, twitter, weibo
+    from mfray.eval.labels import looks_like_gold_labels, parse_gold_labels
 
     limits = limits or Limits()
     p = Path(path)
@@ -232,6 +243,10 @@ def load_file(path: str | os.PathLike, limits: Limits | None = None) -> FileResu
         return result
     text, result.problems = decode_utf8(data, name)
     if text is None:
+        return result
+    if p.suffix == ".jsonl" and looks_like_gold_labels(text):
+        result.format = "gold_labels"
+        result.labels, result.problems = parse_gold_labels(text, name, limits)
         return result
     if p.suffix == ".jsonl":
         result.format = "canonical"

@@ -1,0 +1,24 @@
+"""LLM backends behind one narrow interface (see base.py)."""
+
+from __future__ import annotations
+
+
+def build_llm(model, endpoint=None):
+    """The local engine for `model` (a ModelConfig), or an OpenAI-compatible client when an
+    EndpointConfig is given. Imports lazily: nothing heavy happens at import time."""
+    if endpoint is not None:
+        from mfray.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(
+            base_url=endpoint.base_url,
+            model=endpoint.model,
+            api_key_env=endpoint.api_key_env,
+            mode=endpoint.mode,
+            max_concurrency=endpoint.max_concurrency,
+            timeout_s=endpoint.timeout_s,
+        )
+    from mfray.llm.local import LocalEngine
+
+    return LocalEngine.load(
+        model.path, dtype=model.dtype, device=model.device, adapters=model.adapters, max_batch=model.max_batch
+    )

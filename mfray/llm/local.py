@@ -153,7 +153,9 @@ class LocalEngine:
 
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        # logits_to_keep=1: only the last position's logits are needed; the full prefill logits
+        # (batch x prompt x vocab) would dominate time and memory.
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
         for _ in range(sp.max_new_tokens):
             logits = out.logits[:, -1, :].float().cpu()
             next_tokens = _sample(logits, seen, sp, gens)

@@ -199,9 +199,9 @@ def test_canonical_rows_in_a_json_array(tmp_path):
     assert result.format == "canonical" and result.events == [small_event("j")]
 
 
-def test_jsonl_without_event_ids_is_one_problem(data_dir, tmp_path):
-    # the gold-label file is JSONL but not an event file
-    path = data_dir / "labels" / "twitter_gold_240.jsonl"
+def test_jsonl_without_event_ids_is_one_problem(tmp_path):
+    # JSONL but neither an event file nor gold labels (those are recognised: test_gold_labels.py)
+    path = _jsonl(tmp_path, "other.jsonl", [{"id": str(i), "text": "x"} for i in range(5)])
     result = load_file(path)
     assert result.events == [] and len(result.problems) == 1
     assert str(result.problems[0]).startswith(

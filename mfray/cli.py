@@ -1,0 +1,185 @@
+"""`mfray` command line: demo, data, simulate, serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from mfray.data_cli import add_data_commands
+
+EPILOG = """examples:
+  mfray demo                                   MF-LLM rollout of the bundled demo event
+  mfray data validate ../shared/data           report every problem in event files
+  mfray simulate --events ../shared/data/weibo_rumdect/test/3476055656644087.json \\
+      --method mf --method state --horizon 96 --out runs/liu
+  mfray serve --port 8000                      OpenAI-compatible server on the local engine
+Configs are YAML (see jobs/configs/); any value can be overridden with --set a.b=value."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mfray",
+        description="Simulate how a population's posts evolve around an event (MF-LLM).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_data_commands(sub)
+
+    demo = sub.add_parser("demo", help="run MF-LLM on the bundled demo event with the default model")
+    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="simulate events with one or more methods, write one Parquet trajectory per run",
+        description="Simulate events (Weibo rumdect, crawled Twitter or canonical files) and write "
+        "one Parquet file per (event, method, seed) under --out. Existing complete files are skipped.",
+    )
+    sim.add_argument("--config", help="SimulateConfig YAML (e.g. jobs/configs/simulate.yaml)")
+    sim.add_argument("--events", nargs="+", metavar="PATH", help="event files or directories")
+    sim.add_argument("--method", action="append", dest="methods", metavar="METHOD",
+                     help="state, recent, popular, mf, sft or mf_ibtune (repeatable; default mf)")
+    sim.add_argument("--horizon", type=int, help="agents to simulate (default 300)")
+    sim.add_argument("--agents-per-step", type=int, help="agents per timestep N_t (default 16)")
+    sim.add_argument("--sim-start", type=int, help="first generated agent; earlier ones act for real (default 48)")
+    sim.add_argument("--seed", type=int, action="append", dest="seeds", help="repeatable (default 0)")
+    sim.add_argument("--out", help="output directory")
+    sim.add_argument("--model", help="'default', a .gguf file or a Hugging Face model directory")
+    sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="dotted override, e.g. rollout.policy.max_new_tokens=24")
+    sim.set_defaults(func=cmd_simulate)
+
+    serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server over the local engine")
+    serve.add_argument("--model", default="default", help="'default', a .gguf file or a HF directory")
+    serve.add_argument("--name", default="mfray-default", help="model name clients send")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mfray.sim.config import RolloutConfig, SimulateConfig
+
+    # A short run that still shows the loop: 2 warm-up steps of real posts, then 4 simulated
+    # steps, each followed by a mean-field update.
+    rollout = RolloutConfig(
+        method="mf", horizon=48, agents_per_step=8, sim_start=16,
+        policy={"max_new_tokens": 32}, mean_field={"temperature": 0.1, "max_new_tokens": 120, "first_line": False},
+    )
+    cfg = SimulateConfig(events=[], methods=["mf"], seeds=[args.seed], out=args.out, rollout=rollout)
+    from mfray.data import load_demo_event
+
+    event = load_demo_event()
+    print(f"demo event {event.event_id!r}: {len(event)} responses, language {event.language}")
+    print(f"topic: {event.topic_text}\n")
+    paths = _simulate([event], cfg)
+    from mfray.sim.trajectory import read_trajectory
+
+    records = read_trajectory(paths[0])
+    simulated = [r for r in records if not r.warmup]
+    print(f"\ntrajectory: {paths[0]} ({len(records)} agents, {len(simulated)} simulated)")
+    print("\nreal vs simulated posts (first simulated step):")
+    for r in simulated[:8]:
+        print(f"  agent {r.agent_index:>3}  real: {_short(r.real_text)}")
+        print(f"             sim:  {_short(r.simulated_text) if not r.failed else '<generation failed>'}")
+    print(f"\nmean field in force at the last step:\n  {_short(records[-1].mean_field, 600)}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from mfray.config import ConfigError, load_config
+    from mfray.data import load_events
+    from mfray.sim.config import SimulateConfig
+
+    flags = {
+        "events": args.events, "methods": args.methods, "seeds": args.seeds, "out": args.out,
+        "model": {"path": args.model},
+        "rollout": {"horizon": args.horizon, "agents_per_step": args.agents_per_step, "sim_start": args.sim_start},
+    }
+    try:
+        cfg = load_config(SimulateConfig, args.config, args.set, _drop_none(flags))
+    except ConfigError as err:
+        print(f"mfray simulate: {err}", file=sys.stderr)
+        return 2
+    if not cfg.events:
+        print("mfray simulate: no events given (use --events PATH... or events: in --config)", file=sys.stderr)
+        return 2
+    events, problems = load_events(cfg.events)
+    for p in problems:
+        print(f"skipped: {p}", file=sys.stderr)
+    if not events:
+        print("mfray simulate: no valid event to simulate", file=sys.stderr)
+        return 1
+    _simulate(events, cfg)
+    return 1 if problems else 0
+
+
+def _simulate(events, cfg) -> list[Path]:
+    """Run every (event, method, seed) not already on disk; return the trajectory paths."""
+    from tqdm import tqdm
+
+    from mfray.llm import build_llm
+    from mfray.sim.driver import run_events
+    from mfray.sim.trajectory import trajectory_path, write_trajectory
+
+    runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
+    todo = [(m, s, [e for e in events if not trajectory_path(cfg.out, e.event_id, m, s).exists()]) for m, s in runs]
+    total = sum(len(evs) for _, _, evs in todo) * cfg.rollout.horizon
+    paths = [trajectory_path(cfg.out, e.event_id, m, s) for m, s in runs for e in events]
+    if total == 0:
+        print(f"all {len(paths)} trajectories already in {cfg.out}; nothing to do")
+        return paths
+    began = time.perf_counter()
+    llm = build_llm(cfg.model, cfg.endpoint)
+    print(f"model ready in {time.perf_counter() - began:.1f}s")
+    failures = 0
+    with tqdm(total=total, unit="agent", desc="simulating") as bar:
+        for method, seed, evs in todo:
+            rollout = cfg.rollout.model_copy(update={"method": method})
+            results = asyncio.run(run_events(evs, llm, rollout, seed, cfg.concurrency, on_step=lambda recs: bar.update(len(recs))))
+            for res in results:
+                if res.error:
+                    print(f"event {res.event_id} ({method}, seed {seed}) failed: {res.error}", file=sys.stderr)
+                    continue
+                failures += res.stats.failures
+                write_trajectory(res.records, trajectory_path(cfg.out, res.event_id, method, seed))
+    print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations; output in {cfg.out}")
+    return paths
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mfray.llm.local import LocalEngine
+    from mfray.llm.server import build_app, serve
+
+    engine = LocalEngine.load(args.model)
+    serve(build_app(engine, args.name), host=args.host, port=args.port)
+    return 0
+
+
+def _drop_none(tree: dict) -> dict:
+    """Flags the user did not give are None: they must not override the config file."""
+    out = {}
+    for key, value in tree.items():
+        value = _drop_none(value) if isinstance(value, dict) else value
+        if value not in (None, {}):
+            out[key] = value
+    return out
+
+
+def _short(text: str | None, limit: int = 110) -> str:
+    if text is None:
+        return "-"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

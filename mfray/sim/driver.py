@@ -1,0 +1,80 @@
+"""Async drivers that feed rollouts to an LLM: one event, or many events concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mfray.llm.base import LLM
+from mfray.sim.config import Intervention, RolloutConfig
+from mfray.sim.rollout import EventRollout, RolloutStats
+from mfray.types import Event, StepRecord
+
+
+@dataclass
+class EventResult:
+    """The outcome of one event's rollout: its records, or the error that stopped it."""
+
+    event_id: str
+    records: list[StepRecord] = field(default_factory=list)
+    stats: RolloutStats | None = None
+    error: str | None = None
+
+
+async def drive(rollout: EventRollout, llm: LLM, on_step: Callable[[list[StepRecord]], None] | None = None) -> list[StepRecord]:
+    """Run a rollout to the end. `on_step` receives each finished step's records as they come
+    (for streaming and progress); the full list is also returned."""
+    records: list[StepRecord] = []
+    while (request := rollout.next_request()) is not None:
+        generations = await llm.generate(request.prompts, request.sampling, adapter=request.adapter)
+        rollout.submit(generations)
+        finished = rollout.drain()
+        if finished:
+            records.extend(finished)
+            if on_step is not None:
+                on_step(finished)
+    tail = rollout.drain()  # steps that needed no model after the last request
+    records.extend(tail)
+    if tail and on_step is not None:
+        on_step(tail)
+    return records
+
+
+async def run_event(event: Event, llm: LLM, cfg: RolloutConfig, seed: int = 0, on_step=None) -> list[StepRecord]:
+    """Simulate one event from the start."""
+    return await drive(EventRollout(event, cfg, seed), llm, on_step)
+
+
+async def forecast(event: Event, llm: LLM, cfg: RolloutConfig, start_agent: int, seed: int = 0, on_step=None) -> list[StepRecord]:
+    """Warm up with the real actions of agents 0..start_agent-1, then simulate forward."""
+    return await run_event(event, llm, cfg.model_copy(update={"sim_start": start_agent}), seed, on_step)
+
+
+async def counterfactual(
+    event: Event, llm: LLM, cfg: RolloutConfig, interventions: list[Intervention], seed: int = 0
+) -> tuple[list[StepRecord], list[StepRecord]]:
+    """The same seed without and with the interventions: (baseline, intervened). Steps before
+    the first intervention are identical in both, since every sample is keyed by its step."""
+    treated = cfg.model_copy(update={"interventions": list(cfg.interventions) + list(interventions)})
+    baseline, intervened = await asyncio.gather(run_event(event, llm, cfg, seed), run_event(event, llm, treated, seed))
+    return baseline, intervened
+
+
+async def run_events(
+    events: list[Event], llm: LLM, cfg: RolloutConfig, seed: int = 0, concurrency: int = 8, on_step=None
+) -> list[EventResult]:
+    """Simulate many events with up to `concurrency` in flight, so a batching backend sees
+    requests of several events at once. One event's error is recorded, never fatal to others."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(event: Event) -> EventResult:
+        async with gate:
+            rollout = EventRollout(event, cfg, seed)
+            try:
+                records = await drive(rollout, llm, on_step)
+            except Exception as err:  # noqa: BLE001 - reported per event, the sweep goes on
+                return EventResult(event.event_id, stats=rollout.stats, error=f"{type(err).__name__}: {err}")
+            return EventResult(event.event_id, records, rollout.stats)
+
+    return list(await asyncio.gather(*(one(e) for e in events)))

@@ -1,0 +1,60 @@
+"""Trajectories on disk: one Parquet row per agent action (StepRecord)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mfray.types import StepRecord
+
+SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("method", pa.string()),
+        ("seed", pa.int64()),
+        ("step", pa.int32()),
+        ("agent_index", pa.int32()),
+        ("real_text", pa.string()),
+        ("simulated_text", pa.string()),
+        ("mean_field", pa.string()),
+        ("signal", pa.string()),
+        ("state_text", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("latency_s", pa.float64()),
+        ("failed", pa.bool_()),
+        ("warmup", pa.bool_()),
+        ("intervention", pa.bool_()),
+        ("prompt_hash", pa.string()),
+    ]
+)
+
+
+def records_to_table(records: list[StepRecord]) -> pa.Table:
+    return pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=SCHEMA)
+
+
+def table_to_records(table: pa.Table) -> list[StepRecord]:
+    return [StepRecord(**row) for row in table.to_pylist()]
+
+
+def trajectory_path(out_dir: str | Path, event_id: str, method: str, seed: int) -> Path:
+    """Where one (event, method, seed) trajectory lives; the name makes sweeps resumable."""
+    return Path(out_dir) / f"{event_id}__{method}__s{seed}.parquet"
+
+
+def write_trajectory(records: list[StepRecord], path: str | Path) -> Path:
+    """Write atomically (temp file + rename): a partial file never looks complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(records_to_table(records), tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_trajectory(path: str | Path) -> list[StepRecord]:
+    return table_to_records(pq.read_table(path, schema=SCHEMA))
