@@ -54,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
                      help="dotted override, e.g. rollout.policy.max_new_tokens=24")
     sim.set_defaults(func=cmd_simulate)
 
+    adapters = sub.add_parser(
+        "init-adapters",
+        help="write untrained LoRA adapters (rank 64, all linear layers) named sft, ib_policy, ib_mean_field",
+        description="Untrained adapters compute exactly the base model (LoRA B starts at zero): they let the "
+        "sft and mf_ibtune methods run before training has produced real ones.",
+    )
+    adapters.add_argument("--model", default="default")
+    adapters.add_argument("--out", required=True, help="directory; one subdirectory per adapter")
+    adapters.set_defaults(func=cmd_init_adapters)
+
     serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server over the local engine")
     serve.add_argument("--model", default="default", help="'default', a .gguf file or a HF directory")
     serve.add_argument("--name", default="mfray-default", help="model name clients send")
@@ -130,6 +140,14 @@ def _simulate(events, cfg) -> list[Path]:
     from mfray.sim.driver import run_events
     from mfray.sim.trajectory import trajectory_path, write_trajectory
 
+    if cfg.endpoint is None:  # a remote server knows its own adapters; the local engine must be told
+        for method in cfg.methods:
+            for role, name in zip(("policy", "mean field"), cfg.rollout.model_copy(update={"method": method}).adapters()):
+                if name is not None and name not in cfg.model.adapters:
+                    raise SystemExit(
+                        f"mfray simulate: method {method} needs a LoRA adapter named {name!r} for the {role} model; "
+                        f"give it with --set model.adapters.{name}=PATH (IB-Tune/SFT training writes these)"
+                    )
     runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
     todo = [(m, s, [e for e in events if not trajectory_path(cfg.out, e.event_id, m, s).exists()]) for m, s in runs]
     total = sum(len(evs) for _, _, evs in todo) * cfg.rollout.horizon
@@ -153,6 +171,14 @@ def _simulate(events, cfg) -> list[Path]:
                 write_trajectory(res.records, trajectory_path(cfg.out, res.event_id, method, seed))
     print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations; output in {cfg.out}")
     return paths
+
+
+def cmd_init_adapters(args: argparse.Namespace) -> int:
+    from mfray.train.lora import init_adapters
+
+    for name, path in init_adapters(args.model, args.out).items():
+        print(f"--set model.adapters.{name}={path}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -265,21 +265,22 @@ def _generator(seed: int | None) -> torch.Generator | None:
 
 def _sample(logits: torch.Tensor, seen: torch.Tensor, sp: SamplingParams, gens: list) -> torch.Tensor:
     """One token per row. Repetition penalty as in CTRL/HF (divide positive logits, multiply
-    negative ones, for tokens already in the row), then temperature, top-k, top-p."""
+    negative ones, for tokens already in the row), then temperature, top-k, top-p.
+
+    top-k runs first and top-p only over the k survivors (the same distribution as filtering the
+    full vocabulary, since top-p keeps a prefix of the sorted tokens), so each step sorts k
+    values instead of the whole vocabulary."""
     if sp.repetition_penalty != 1.0:
         penalised = torch.where(logits > 0, logits / sp.repetition_penalty, logits * sp.repetition_penalty)
         logits = torch.where(seen, penalised, logits)
     if sp.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / sp.temperature
-    if sp.top_k:
-        kth = torch.topk(logits, min(sp.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    k = min(sp.top_k, logits.shape[-1]) if sp.top_k else logits.shape[-1]
+    values, indices = torch.topk(logits / sp.temperature, k, dim=-1)  # sorted, descending
     if sp.top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cum - torch.softmax(sorted_logits, dim=-1) >= sp.top_p  # keep the token that crosses top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.stack([torch.multinomial(probs[row], 1, generator=gens[row]).squeeze(0) for row in range(len(gens))])
+        probs = torch.softmax(values, dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs
+        values = values.masked_fill(mass_before >= sp.top_p, float("-inf"))  # keep the crossing token
+    probs = torch.softmax(values, dim=-1)
+    picks = [torch.multinomial(probs[row], 1, generator=gens[row]) for row in range(len(gens))]
+    return indices.gather(-1, torch.stack(picks)).squeeze(-1)

@@ -1,0 +1,42 @@
+"""`mfray simulate` end to end on real event files with a tiny real model: Parquet out, resume
+skips finished runs, a bad file is reported without stopping the others."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from mfray.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_simulate_writes_trajectories_and_skips_finished_runs(data_dir, tiny_model_dir, tmp_path, capsys):
+    events = tmp_path / "events"
+    events.mkdir()
+    shutil.copy(data_dir / "weibo_rumdect/test/3476055656644087.json", events)
+    shutil.copy(data_dir / "twitter_rumdect/E102.json", events)
+    (events / "broken.json").write_text('[{"id": "1", "t": 5', encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["simulate", "--events", str(events), "--method", "mf", "--method", "recent", "--horizon", "24",
+            "--agents-per-step", "8", "--sim-start", "8", "--out", str(out), "--model", str(tiny_model_dir),
+            "--set", "rollout.policy.max_new_tokens=4", "--set", "rollout.mean_field.max_new_tokens=8"]
+    assert main(argv) == 1  # one file was bad: reported, and the exit code says so
+    err = capsys.readouterr().err
+    assert "broken.json" in err
+    files = sorted(p.name for p in out.glob("*.parquet"))
+    assert files == ["3476055656644087__mf__s0.parquet", "3476055656644087__recent__s0.parquet",
+                     "E102__mf__s0.parquet", "E102__recent__s0.parquet"]
+    table = pq.read_table(out / "E102__mf__s0.parquet")
+    assert table.num_rows == 24 and table.column("warmup").to_pylist() == [True] * 8 + [False] * 16
+    (events / "broken.json").unlink()
+    assert main(argv) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_adapter_methods_without_adapters_fail_with_a_fix(data_dir, tiny_model_dir, tmp_path):
+    with pytest.raises(SystemExit, match="model.adapters.sft=PATH"):
+        main(["simulate", "--events", str(data_dir / "twitter_rumdect/E102.json"), "--method", "sft",
+              "--out", str(tmp_path), "--model", str(tiny_model_dir)])

@@ -1,0 +1,50 @@
+"""Every YAML config in the repository loads into its typed config; bad values fail loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mfray.config import ConfigError, load_config, parse_overrides
+from mfray.sim.config import SimulateConfig
+
+REPO = Path(__file__).resolve().parents[2]
+JOB_CONFIGS = sorted((REPO / "jobs" / "configs").glob("*.yaml"))
+
+
+def test_there_are_job_configs():
+    assert len(JOB_CONFIGS) >= 3
+
+
+@pytest.mark.parametrize("path", JOB_CONFIGS, ids=lambda p: p.name)
+def test_every_job_config_loads(path):
+    cfg = load_config(SimulateConfig, path)
+    assert cfg.events and cfg.methods
+
+
+def test_overrides_are_typed_and_nested():
+    assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": "text"}
+    cfg = load_config(SimulateConfig, JOB_CONFIGS[0], ["rollout.horizon=64", "rollout.policy.max_new_tokens=8"])
+    assert cfg.rollout.horizon == 64 and cfg.rollout.policy.max_new_tokens == 8
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("rollout.horizon=abc", "rollout.horizon"),
+    ("rollout.agents_per_step=0", "rollout.agents_per_step"),
+    ("rollout.policy.temperature=-1", "rollout.policy.temperature"),
+    ("rollout.hoirzon=5", "rollout.hoirzon"),  # a typo is an error, not silently ignored
+    ("methods=[mf, bogus]", "methods.1"),
+    ("rollout.horizon='12'", "rollout.horizon"),  # a string is not coerced to an int
+])
+def test_bad_values_are_rejected_with_their_location(override, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        load_config(SimulateConfig, None, [override])
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("rollout:\n  horizon: -1\n  agents_per_step: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(SimulateConfig, path)
+    assert "rollout.horizon" in str(err.value) and "rollout.agents_per_step" in str(err.value) and str(path) in str(err.value)
