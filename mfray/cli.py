@@ -54,6 +54,22 @@ def main(argv: list[str] | None = None) -> int:
                      help="dotted override, e.g. rollout.policy.max_new_tokens=24")
     sim.set_defaults(func=cmd_simulate)
 
+    ev = sub.add_parser(
+        "evaluate",
+        help="annotate trajectories and compute KL, Wasserstein, DTW and F1 per dimension, with plots",
+        description="Annotate the real and simulated posts of every trajectory in --trajectories with the "
+        "same annotator, compute SPEC section 5 metrics over agents --eval-start..--eval-end, and write "
+        "tables (Markdown + CSV), trajectory plots and radar charts under --out.",
+    )
+    ev.add_argument("--config", help="EvaluateConfig YAML (e.g. jobs/configs/evaluate.yaml)")
+    ev.add_argument("--trajectories", help="folder of trajectory Parquet files")
+    ev.add_argument("--out", help="output folder (default runs/evaluate)")
+    ev.add_argument("--annotator", choices=["offline", "llm"], help="offline (default) or llm (needs endpoint.*)")
+    ev.add_argument("--eval-start", type=int, help="first evaluated agent (default 50)")
+    ev.add_argument("--eval-end", type=int, help="end of the evaluated agents, exclusive (default 300)")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
+    ev.set_defaults(func=cmd_evaluate)
+
     adapters = sub.add_parser(
         "init-adapters",
         help="write untrained LoRA adapters (rank 64, all linear layers) named sft, ib_policy, ib_mean_field",
@@ -171,6 +187,32 @@ def _simulate(events, cfg) -> list[Path]:
                 write_trajectory(res.records, trajectory_path(cfg.out, res.event_id, method, seed))
     print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations; output in {cfg.out}")
     return paths
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mfray.config import ConfigError, load_config
+    from mfray.eval.config import EvaluateConfig
+    from mfray.eval.run import evaluate
+
+    flags = {"trajectories": args.trajectories, "out": args.out, "annotator": args.annotator,
+             "eval_start": args.eval_start, "eval_end": args.eval_end}
+    try:
+        cfg = load_config(EvaluateConfig, args.config, args.set, _drop_none(flags))
+    except ConfigError as err:
+        print(f"mfray evaluate: {err}", file=sys.stderr)
+        return 2
+    n_files = len(list(Path(cfg.trajectories).glob("*.parquet")))
+    with tqdm(total=n_files, unit="trajectory", desc="evaluating") as bar:
+        try:
+            evaluate(cfg, progress=lambda _: bar.update(1))
+        except (FileNotFoundError, ValueError) as err:
+            print(f"mfray evaluate: {err}", file=sys.stderr)
+            return 1
+    print((Path(cfg.out) / "kl.md").read_text(encoding="utf-8"))
+    print(f"tables, plots and radar charts in {cfg.out}/")
+    return 0
 
 
 def cmd_init_adapters(args: argparse.Namespace) -> int:

@@ -30,6 +30,18 @@ class ModelConfig(StrictModel):
     max_batch: int = Field(32, ge=1, le=1024)
 
 
+class EndpointConfig(StrictModel):
+    """An OpenAI-compatible server to use instead of the local engine (vLLM, Ray Serve, OpenAI).
+    The API key is read from the environment variable `api_key_env`, never from config."""
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    mode: Literal["chat", "completions"] = "chat"
+    max_concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+
+
 class SamplingConfig(StrictModel):
     """Sampling of one role (policy or mean field); see SPEC section 2 for the defaults."""
 
@@ -42,14 +54,6 @@ class SamplingConfig(StrictModel):
 
     def params(self, seed: int | None) -> SamplingParams:
         return SamplingParams(seed=seed, **self.model_dump())
-
-
-class DemoConfig(StrictModel):
-    """`mfray demo`: the embedded demo event through the default model."""
-
-    model: ModelConfig = ModelConfig()
-    seed: int = 0
-    out: str = "runs/demo"
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -71,6 +71,8 @@ class StepRecord:
     event_id: str
     method: str
     seed: int
+    language: str  # the event's, so evaluation needs nothing but the trajectory
+    topic: str
     step: int
     agent_index: int
     real_text: str | None  # None past the recorded agents (long horizon)

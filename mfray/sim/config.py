@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mfray.config import ModelConfig, SamplingConfig, StrictModel
+from mfray.config import EndpointConfig, ModelConfig, SamplingConfig, StrictModel
 
 Method = Literal["state", "recent", "popular", "mf", "sft", "mf_ibtune"]
 METHODS: tuple[str, ...] = ("state", "recent", "popular", "mf", "sft", "mf_ibtune")
@@ -76,18 +76,6 @@ class RolloutConfig(StrictModel):
         policy_default = {"sft": "sft", "mf_ibtune": "ib_policy"}.get(self.method)
         mf_default = "ib_mean_field" if self.method == "mf_ibtune" else None
         return self.policy_adapter or policy_default, self.mean_field_adapter or mf_default
-
-
-class EndpointConfig(StrictModel):
-    """An OpenAI-compatible server to use instead of the local engine (vLLM, Ray Serve, OpenAI).
-    The API key is read from the environment variable `api_key_env`, never from config."""
-
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    mode: Literal["chat", "completions"] = "chat"
-    max_concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
 
 
 class SimulateConfig(StrictModel):

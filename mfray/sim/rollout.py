@@ -248,6 +248,8 @@ class EventRollout:
                     event_id=self.event.event_id,
                     method=self.cfg.method,
                     seed=self.seed,
+                    language=self.event.language,
+                    topic=self.event.topic_text,
                     step=self.step,
                     agent_index=a.index,
                     real_text=a.real_text,

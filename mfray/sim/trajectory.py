@@ -15,6 +15,8 @@ SCHEMA = pa.schema(
         ("event_id", pa.string()),
         ("method", pa.string()),
         ("seed", pa.int64()),
+        ("language", pa.string()),
+        ("topic", pa.string()),
         ("step", pa.int32()),
         ("agent_index", pa.int32()),
         ("real_text", pa.string()),

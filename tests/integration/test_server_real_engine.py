@@ -81,7 +81,9 @@ async def test_chat_batch_through_server_equals_engine(tiny_engine, max_batch, e
 
     assert len(remote) == 8
     assert all(g.error is None and g.finish_reason != "error" for g in remote)
-    assert (app.state.batcher.items, app.state.batcher.batches) == (8, expected_batches)
+    # At least the expected number of engine calls; more when a slow machine lets requests miss
+    # the window (timing, not correctness: the texts below must match either way).
+    assert app.state.batcher.items == 8 and app.state.batcher.batches >= expected_batches
     # Request i carried seed 5 + i; the server reassembled consecutive seeds into batches
     # seeded at their first request, so each prompt got exactly the sample the engine gives it
     # at position i of one direct call.

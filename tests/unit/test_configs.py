@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mfray.config import ConfigError, load_config, parse_overrides
+from mfray.eval.config import EvaluateConfig
 from mfray.sim.config import SimulateConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,13 +20,16 @@ def test_there_are_job_configs():
 
 @pytest.mark.parametrize("path", JOB_CONFIGS, ids=lambda p: p.name)
 def test_every_job_config_loads(path):
-    cfg = load_config(SimulateConfig, path)
-    assert cfg.events and cfg.methods
+    if path.name.startswith("evaluate"):
+        assert load_config(EvaluateConfig, path).trajectories
+    else:
+        cfg = load_config(SimulateConfig, path)
+        assert cfg.events and cfg.methods
 
 
 def test_overrides_are_typed_and_nested():
     assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": "text"}
-    cfg = load_config(SimulateConfig, JOB_CONFIGS[0], ["rollout.horizon=64", "rollout.policy.max_new_tokens=8"])
+    cfg = load_config(SimulateConfig, REPO / "jobs/configs/simulate.yaml", ["rollout.horizon=64", "rollout.policy.max_new_tokens=8"])
     assert cfg.rollout.horizon == 64 and cfg.rollout.policy.max_new_tokens == 8
 
 

@@ -189,3 +189,15 @@ def test_signal_in_force():
 def test_bad_rollout_config_is_rejected(bad):
     with pytest.raises(ValueError):
         cfg(**bad)
+
+
+def test_trajectory_schema_matches_records(tmp_path):
+    import dataclasses
+
+    from mfray.sim.trajectory import SCHEMA, read_trajectory, write_trajectory
+    from mfray.types import StepRecord
+
+    assert SCHEMA.names == [f.name for f in dataclasses.fields(StepRecord)]
+    recs = run(run_event(make_event(), ScriptedLLM(), cfg()))
+    assert read_trajectory(write_trajectory(recs, tmp_path / "t.parquet")) == recs
+    assert recs[0].topic == "real-1" and recs[0].language == "en"

@@ -1,0 +1,120 @@
+"""Reports: metric tables (Markdown + CSV), real-vs-simulated trajectory plots, a radar chart."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mfray.eval.evaluate import LOWER_IS_BETTER, summarise
+from mfray.eval.labels import DIMENSIONS
+from mfray.eval.metrics import label_shares, nearest_windows
+
+METRIC_TITLES = {"kl": "KL divergence", "wasserstein": "Wasserstein distance", "dtw": "DTW distance",
+                 "macro_f1": "Macro-F1", "micro_f1": "Micro-F1"}
+
+
+def _fmt(value: float, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.1%}" if percent else f"{value:.4f}"
+
+
+def write_raw_csv(rows: list[dict], path: Path) -> None:
+    """Every (event, method, seed, dimension) row, for anyone who wants to recompute."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_metric_table(rows: list[dict], metric: str, out_dir: Path) -> str:
+    """A table like the paper's Tables 1 and 4: methods x dimensions, the mean over
+    dimensions and its change against `state`. Writes <metric>.md and <metric>.csv; returns the
+    Markdown."""
+    methods, table = summarise(rows, metric)
+    columns = list(DIMENSIONS) + ["mean", "vs_state"]
+    arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
+    lines = [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for method in methods:
+        cells = [_fmt(table[method].get(c, float("nan")), percent=c == "vs_state") for c in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    md = "\n".join(lines) + "\n"
+    (out_dir / f"{metric}.md").write_text(md, encoding="utf-8")
+    with (out_dir / f"{metric}.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["method"] + columns)
+        for method in methods:
+            writer.writerow([method] + [table[method].get(c, "") for c in columns])
+    return md
+
+
+def plot_trajectories(
+    event_id: str, dimension: str, agent_index: Sequence[int], real: Sequence[str | None],
+    simulated: dict[str, Sequence[str | None]], path: Path, window: int = 16,
+) -> None:
+    """Share of each label among the 16 nearest agents, real (solid, black) vs each method
+    (dashed, coloured); one panel per label so lines never hide each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = DIMENSIONS[dimension]
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.4), sharey=True, squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for k, label in enumerate(labels):
+        ax = axes[0][k]
+        ax.plot(agent_index, _shares(real, label, labels, window), color="black", lw=2.2, label="real")
+        for m, (method, sim) in enumerate(sorted(simulated.items())):
+            ax.plot(agent_index, _shares(sim, label, labels, window), ls="--", lw=1.6, color=colours(m), label=method)
+        ax.set_title(label)
+        ax.set_xlabel("agent index")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"share ({window} nearest agents)")
+    axes[0][-1].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{event_id}: {dimension}, real vs simulated")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _shares(labels: Sequence[str | None], label: str, label_set: Sequence[str], window: int) -> list[float]:
+    k = list(label_set).index(label)
+    out = []
+    for w in nearest_windows(list(labels), window):
+        shares = label_shares(w, label_set)
+        out.append(float(shares[k]) if shares.sum() else float("nan"))
+    return out
+
+
+def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
+    """Radar chart of methods over the eight dimensions for one metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, table = summarise(rows, metric)
+    dims = list(DIMENSIONS)
+    angles = np.linspace(0, 2 * np.pi, len(dims), endpoint=False).tolist()
+    fig = plt.figure(figsize=(6.4, 6.4))
+    ax = fig.add_subplot(polar=True)
+    for method in methods:
+        values = [table[method][d] for d in dims]
+        values = [0.0 if math.isnan(v) else v for v in values]
+        ax.plot(angles + angles[:1], values + values[:1], lw=1.8, label=method)
+        ax.fill(angles + angles[:1], values + values[:1], alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels(dims)
+    arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
+    ax.set_title(f"{METRIC_TITLES[metric]} by dimension ({arrow})", pad=18)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.1), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

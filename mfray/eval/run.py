@@ -1,0 +1,68 @@
+"""`mfray evaluate`, single process: read trajectories, annotate, compute metrics, report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from mfray.eval.annotate import Annotator, CachedAnnotator
+from mfray.eval.config import EvaluateConfig
+from mfray.eval.evaluate import METRICS, EvalRange, annotate_records, evaluated, trajectory_metrics
+from mfray.eval.labels import DIMENSIONS
+from mfray.eval.report import plot_radar, plot_trajectories, write_metric_table, write_raw_csv
+from mfray.sim.trajectory import read_trajectory
+
+
+def build_annotator(cfg: EvaluateConfig) -> Annotator:
+    """The configured annotator behind the text-hash cache."""
+    if cfg.annotator == "offline":
+        from mfray.eval.offline import OfflineAnnotator
+
+        inner = OfflineAnnotator()
+    else:
+        from mfray.eval.llm_annotator import LLMAnnotator
+        from mfray.llm import build_llm
+
+        inner = LLMAnnotator(build_llm(None, cfg.endpoint), batch_size=cfg.annotator_batch)
+    cache = Path(cfg.cache or Path(cfg.out) / f"annotations.{inner.name}.jsonl")
+    return CachedAnnotator(inner, cache)
+
+
+def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=None) -> list[dict]:
+    """Metric rows (event, method, seed, dimension, metrics...) for every trajectory file, and
+    the report files under cfg.out. Returns the rows."""
+    files = sorted(Path(cfg.trajectories).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no trajectory .parquet files in {cfg.trajectories} (run mfray simulate --out there)")
+    annotator = annotator or build_annotator(cfg)
+    out = Path(cfg.out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    rng = EvalRange(cfg.eval_start, cfg.eval_end)
+    rows: list[dict] = []
+    per_event: dict[str, dict] = {}  # event -> {"index", "real", "sim": {method: labels}} for plots
+    for path in files:
+        records = evaluated(read_trajectory(path), rng)
+        if not records:
+            continue
+        real, sim = asyncio.run(annotate_records(records, annotator))
+        head = records[0]
+        for row in trajectory_metrics([r.step for r in records], real, sim):
+            rows.append({"event_id": head.event_id, "method": head.method, "seed": head.seed, **row})
+        plot = per_event.setdefault(head.event_id, {"index": [r.agent_index for r in records], "real": real, "sim": {}})
+        if [r.agent_index for r in records] == plot["index"]:  # plot one seed per method, same agents
+            plot["sim"].setdefault(head.method, sim)
+        if progress is not None:
+            progress(path)
+    if not rows:
+        raise ValueError(f"no agent of {cfg.trajectories} falls in the evaluated range {rng.start}..{rng.end}")
+    write_raw_csv(rows, out / "metrics_raw.csv")
+    summary = [write_metric_table(rows, metric, out) for metric in METRICS]
+    (out / "summary.md").write_text("\n".join(summary), encoding="utf-8")
+    for metric in ("kl", "macro_f1"):
+        plot_radar(rows, metric, out / f"radar_{metric}.png")
+    for event_id, plot in per_event.items():
+        for dim in DIMENSIONS:
+            sims = {m: [None if a is None else a.labels.get(dim) for a in anns] for m, anns in plot["sim"].items()}
+            reals = [a.labels.get(dim) for a in plot["real"]]
+            plot_trajectories(event_id, dim, plot["index"], reals, sims, out / "plots" / f"{event_id}__{dim}.png", cfg.plot_window)
+    return rows
