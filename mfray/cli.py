@@ -153,8 +153,8 @@ def _simulate(events, cfg) -> list[Path]:
     from tqdm import tqdm
 
     from mfray.llm import build_llm
-    from mfray.sim.driver import run_events
-    from mfray.sim.trajectory import trajectory_path, write_trajectory
+    from mfray.sim.checkpoint import run_events
+    from mfray.sim.trajectory import trajectory_path
 
     if cfg.endpoint is None:  # a remote server knows its own adapters; the local engine must be told
         for method in cfg.methods:
@@ -178,13 +178,13 @@ def _simulate(events, cfg) -> list[Path]:
     with tqdm(total=total, unit="agent", desc="simulating") as bar:
         for method, seed, evs in todo:
             rollout = cfg.rollout.model_copy(update={"method": method})
-            results = asyncio.run(run_events(evs, llm, rollout, seed, cfg.concurrency, on_step=lambda recs: bar.update(len(recs))))
+            results = asyncio.run(run_events(evs, llm, rollout, seed, cfg.out, cfg.concurrency,
+                                             on_step=lambda recs: bar.update(len(recs))))
             for res in results:
                 if res.error:
                     print(f"event {res.event_id} ({method}, seed {seed}) failed: {res.error}", file=sys.stderr)
-                    continue
-                failures += res.stats.failures
-                write_trajectory(res.records, trajectory_path(cfg.out, res.event_id, method, seed))
+                elif res.stats is not None:
+                    failures += res.stats.failures
     print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations; output in {cfg.out}")
     return paths
 

@@ -1,25 +1,15 @@
-"""Async drivers that feed rollouts to an LLM: one event, or many events concurrently."""
+"""Async drivers that feed rollouts to an LLM: one event, a forecast, a counterfactual pair.
+(Many events, resumable on disk: mfray.sim.checkpoint.run_events.)"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Callable
 
 from mfray.llm.base import LLM
 from mfray.sim.config import Intervention, RolloutConfig
-from mfray.sim.rollout import EventRollout, RolloutStats
+from mfray.sim.rollout import EventRollout
 from mfray.types import Event, StepRecord
-
-
-@dataclass
-class EventResult:
-    """The outcome of one event's rollout: its records, or the error that stopped it."""
-
-    event_id: str
-    records: list[StepRecord] = field(default_factory=list)
-    stats: RolloutStats | None = None
-    error: str | None = None
 
 
 async def drive(rollout: EventRollout, llm: LLM, on_step: Callable[[list[StepRecord]], None] | None = None) -> list[StepRecord]:
@@ -59,22 +49,3 @@ async def counterfactual(
     treated = cfg.model_copy(update={"interventions": list(cfg.interventions) + list(interventions)})
     baseline, intervened = await asyncio.gather(run_event(event, llm, cfg, seed), run_event(event, llm, treated, seed))
     return baseline, intervened
-
-
-async def run_events(
-    events: list[Event], llm: LLM, cfg: RolloutConfig, seed: int = 0, concurrency: int = 8, on_step=None
-) -> list[EventResult]:
-    """Simulate many events with up to `concurrency` in flight, so a batching backend sees
-    requests of several events at once. One event's error is recorded, never fatal to others."""
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(event: Event) -> EventResult:
-        async with gate:
-            rollout = EventRollout(event, cfg, seed)
-            try:
-                records = await drive(rollout, llm, on_step)
-            except Exception as err:  # noqa: BLE001 - reported per event, the sweep goes on
-                return EventResult(event.event_id, stats=rollout.stats, error=f"{type(err).__name__}: {err}")
-            return EventResult(event.event_id, records, rollout.stats)
-
-    return list(await asyncio.gather(*(one(e) for e in events)))

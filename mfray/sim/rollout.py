@@ -96,6 +96,11 @@ class EventRollout:
     def done(self) -> bool:
         return self._phase == "idle" and self.step * self.cfg.agents_per_step >= self.cfg.horizon
 
+    @property
+    def at_step_boundary(self) -> bool:
+        """True between steps, the only time state_dict() is defined."""
+        return self._phase == "idle"
+
     def next_request(self) -> LLMRequest | None:
         """The next batch of prompts to generate, or None when the rollout is finished. Steps
         that need no model (pure warm-up of a non-mean-field method) complete here."""
