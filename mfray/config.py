@@ -40,6 +40,9 @@ class EndpointConfig(StrictModel):
     mode: Literal["chat", "completions"] = "chat"
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0)
+    # top_k / repetition_penalty go in the request body (vLLM, Ray Serve and mfray accept them);
+    # OpenAI proper rejects unknown fields: set false there.
+    extra_sampling: bool = True
 
 
 class SamplingConfig(StrictModel):

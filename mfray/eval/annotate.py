@@ -63,6 +63,7 @@ class CachedAnnotator:
     path: Path
     hits: int = 0
     misses: int = 0
+    bad_cache_lines: int = 0
     _memory: dict[str, Annotation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,12 +72,27 @@ class CachedAnnotator:
         if self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
-                    row = json.loads(line)
-                    self._memory[row["key"]] = Annotation(labels=row["labels"], keywords=tuple(row.get("keywords", ())))
+                    self._load_line(line)
+
+    def _load_line(self, line: str) -> None:
+        """A torn or stale line (a crash mid-write, an edited label set) is skipped and counted:
+        the item is then simply annotated again."""
+        try:
+            row = json.loads(line)
+            labels = row["labels"]
+            if set(labels) != set(DIMENSIONS) or any(v is not None and v not in DIMENSIONS[d] for d, v in labels.items()):
+                raise ValueError("labels outside the label sets")
+            self._memory[row["key"]] = Annotation(labels=labels, keywords=tuple(row.get("keywords", ())))
+        except (ValueError, KeyError, TypeError):
+            self.bad_cache_lines += 1
 
     async def annotate(self, items: list[AnnotationItem]) -> list[Annotation]:
         keys = [item_key(self.name, item) for item in items]
-        todo = sorted({k: i for i, k in enumerate(keys) if k not in self._memory}.values())
+        first_seen = {}
+        for i, k in enumerate(keys):
+            if k not in self._memory:
+                first_seen.setdefault(k, i)
+        todo = list(first_seen.values())
         self.hits += len(items) - len(todo)
         self.misses += len(todo)
         fresh = await self.inner.annotate([items[i] for i in todo]) if todo else []
@@ -87,8 +103,9 @@ class CachedAnnotator:
                 new_rows.append({"key": keys[i], "labels": ann.labels, "keywords": list(ann.keywords)})
         if new_rows:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One write call per batch: concurrent writers (several Ray actors) append whole lines.
+            blob = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in new_rows)
             with self.path.open("a", encoding="utf-8") as fh:
-                for row in new_rows:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(blob)
         by_key = {keys[i]: ann for i, ann in zip(todo, fresh)}  # duplicates share one annotation
         return [self._memory.get(k) or by_key[k] for k in keys]

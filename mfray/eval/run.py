@@ -23,8 +23,10 @@ def build_annotator(cfg: EvaluateConfig) -> Annotator:
         from mfray.eval.llm_annotator import LLMAnnotator
         from mfray.llm import build_llm
 
-        inner = LLMAnnotator(build_llm(None, cfg.endpoint), batch_size=cfg.annotator_batch)
-    cache = Path(cfg.cache or Path(cfg.out) / f"annotations.{inner.name}.jsonl")
+        # The model is part of the name, so labels cached from one model never stand in for another's.
+        inner = LLMAnnotator(build_llm(None, cfg.endpoint), name=f"llm:{cfg.endpoint.model}", batch_size=cfg.annotator_batch)
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in inner.name)
+    cache = Path(cfg.cache or Path(cfg.out) / f"annotations.{safe}.jsonl")
     return CachedAnnotator(inner, cache)
 
 

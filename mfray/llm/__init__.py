@@ -16,6 +16,7 @@ def build_llm(model, endpoint=None):
             mode=endpoint.mode,
             max_concurrency=endpoint.max_concurrency,
             timeout_s=endpoint.timeout_s,
+            send_extra_sampling=endpoint.extra_sampling,
         )
     from mfray.llm.local import LocalEngine
 

@@ -16,7 +16,7 @@ import jinja2
 from mfray.llm.base import ChatMessage
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-ROLES = ("policy", "mean_field")
+ROLES = ("policy", "mean_field", "annotator")
 LANGUAGES = ("en", "zh")
 
 
