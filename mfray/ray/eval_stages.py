@@ -75,7 +75,7 @@ def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
     def annotations(frame: pd.DataFrame) -> list[Annotation | None]:
         out = []
         for _, row in frame.iterrows():
-            if row["text"] is None or (isinstance(row["text"], float) and np.isnan(row["text"])):
+            if _none(row["text"]) is None:
                 out.append(None)
             else:
                 out.append(Annotation(labels={d: _none(row[c]) for d, c in zip(DIMENSIONS, LABEL_COLUMNS)}))
@@ -87,4 +87,5 @@ def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
 
 
 def _none(value):
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+    """pandas turns missing strings into None, NaN or pd.NA depending on the path: all are None."""
+    return None if not isinstance(value, str) and pd.isna(value) else value
