@@ -89,6 +89,10 @@ class LocalEngine:
     def _encode(self, prompt: Prompt) -> list[int]:
         return self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
 
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Tokens the model sees for a prompt (servers use it to refuse over-long prompts)."""
+        return len(self._encode(prompt))
+
     def _adapter(self, adapter: str | None):
         if adapter is None:
             return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else nullcontext()

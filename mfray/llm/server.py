@@ -5,7 +5,13 @@ Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST
 
 Requests are validated with pydantic (errors come back as 400 in OpenAI's error shape), bodies
 are capped (413), and concurrent requests are merged into few `llm.generate` calls by a dynamic
-batcher: that is what makes a local engine efficient behind many small HTTP requests.
+batcher: that is what makes a local engine efficient behind many small HTTP requests. Optional
+limits: prompts longer than `max_prompt_tokens` are refused (400), and when more than `max_queue`
+prompts already wait for the engine new requests are refused with 429 and a Retry-After header
+instead of queueing without bound.
+
+`BatchedLLM` is the same front (checks + batcher) as an LLM-protocol object, so in-process callers
+(the Ray Serve deployment's handle methods) share the HTTP requests' batches.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Callable, Literal, Sequence
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -115,6 +121,30 @@ def _refuse_unsupported(req: _SamplingRequest) -> None:
         raise HTTPException(400, "presence/frequency penalties are not supported; use repetition_penalty")
 
 
+# -- errors a caller can act on -----------------------------------------------------------------
+
+
+class UnknownModel(LookupError):
+    """A request named a model or adapter this server does not serve (HTTP 404)."""
+
+
+class PromptTooLong(ValueError):
+    """A prompt is longer than the server's `max_prompt_tokens` (HTTP 400)."""
+
+
+class Overloaded(RuntimeError):
+    """Too many prompts already wait for the engine (HTTP 429 with Retry-After): back off and
+    retry after `retry_after_s` seconds, or add replicas."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, retry_after_s)  # both in args: survives pickling across processes
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return self.message
+
+
 # -- dynamic batching -------------------------------------------------------------------------
 
 
@@ -166,17 +196,33 @@ class DynamicBatcher:
     that arrive during a generation pile up and form the next, larger batch). Once a slot is free
     the batcher waits `window_s` for more requests, then dispatches them grouped by
     `plan_batches`. Score calls take a slot too, so the engine never sees more than
-    `max_inflight` concurrent calls."""
+    `max_inflight` concurrent calls.
 
-    def __init__(self, llm: LLM, max_batch: int = 32, window_s: float = 0.005, max_inflight: int = 1) -> None:
-        if max_batch < 1 or max_inflight < 1 or window_s < 0:
-            raise ValueError("need max_batch >= 1, max_inflight >= 1, window_s >= 0")
+    `max_queue` bounds the prompts waiting for the engine (queued, or planned but not yet
+    dispatched, and score chunks waiting for a slot): a request that would push the count past it
+    raises `Overloaded` instead of waiting. A request is admitted whole or not at all, and one
+    arriving at an empty queue is always admitted (however many prompts it holds)."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        max_batch: int = 32,
+        window_s: float = 0.005,
+        max_inflight: int = 1,
+        max_queue: int | None = None,
+    ) -> None:
+        if max_batch < 1 or max_inflight < 1 or window_s < 0 or (max_queue is not None and max_queue < 1):
+            raise ValueError("need max_batch >= 1, max_inflight >= 1, window_s >= 0, max_queue None or >= 1")
         self.llm = llm
         self.max_batch = max_batch
         self.window_s = window_s
         self.max_inflight = max_inflight
+        self.max_queue = max_queue
         self.batches = 0  # generate calls made
         self.items = 0  # requests served through them
+        self.rejected = 0  # prompts refused as Overloaded
+        self.waiting = 0  # prompts admitted but not yet handed to the engine
+        self._batch_s = 1.0  # moving average of one engine call, for Retry-After
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Item] | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -189,22 +235,53 @@ class DynamicBatcher:
         if self._task is None or self._task.done() or self._loop is not loop:
             self._loop = loop
             self._queue = asyncio.Queue()
+            self.waiting = 0
             self._slots = asyncio.Semaphore(self.max_inflight)
             self._task = loop.create_task(self._run())
 
+    def _admit(self, n: int) -> None:
+        if self.max_queue is not None and self.waiting and self.waiting + n > self.max_queue:
+            self.rejected += n
+            # The queue drains about max_batch prompts per engine call.
+            wait = self._batch_s * (1 + self.waiting // self.max_batch)
+            raise Overloaded(
+                f"server overloaded: {self.waiting} prompts already wait for the engine (limit {self.max_queue}); "
+                f"retry later or add replicas",
+                retry_after_s=float(min(60, max(1, math.ceil(wait)))),
+            )
+        self.waiting += n
+
+    def enqueue(self, requests: Sequence[tuple[Prompt, SamplingParams, str | None]]) -> list[asyncio.Future]:
+        """Queue prompts all-or-nothing; each future resolves with its Generation (or the engine's
+        exception). Raises Overloaded when the wait queue is full."""
+        self._ensure_started()
+        self._admit(len(requests))
+        loop = asyncio.get_running_loop()
+        futures = []
+        for prompt, sampling, adapter in requests:
+            fut = loop.create_future()
+            self._queue.put_nowait(_Item(prompt, sampling, adapter, fut))
+            futures.append(fut)
+        return futures
+
     async def submit(self, prompt: Prompt, sampling: SamplingParams, adapter: str | None) -> Generation:
         """Queue one prompt; resolves with its Generation (or the engine's exception)."""
-        self._ensure_started()
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(prompt, sampling, adapter, fut))
-        return await fut
+        return await self.enqueue([(prompt, sampling, adapter)])[0]
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one engine slot (for calls that bypass the queue, such as score)."""
+    async def slot(self, prompts: int = 1) -> AsyncIterator[None]:
+        """Hold one engine slot (for calls that bypass the queue, such as score); while waiting
+        for it, its `prompts` count against `max_queue`."""
         self._ensure_started()
-        async with self._slots:
+        self._admit(prompts)
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= prompts
+        try:
             yield
+        finally:
+            self._slots.release()
 
     async def stop(self) -> None:
         """Cancel the batcher and fail whatever is still queued."""
@@ -215,6 +292,7 @@ class DynamicBatcher:
             it = self._queue.get_nowait()
             if not it.future.done():
                 it.future.set_exception(RuntimeError("server shutting down"))
+        self.waiting = 0
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,6 +310,7 @@ class DynamicBatcher:
             try:
                 plan = plan_batches(items, self.max_batch)
             except Exception as e:  # never leave a request waiting on a future nobody resolves
+                self.waiting -= len(items)
                 for it in items:
                     if not it.future.done():
                         it.future.set_exception(e)
@@ -240,13 +319,16 @@ class DynamicBatcher:
             for i, (sampling, adapter, batch) in enumerate(plan):
                 if i > 0:
                     await self._slots.acquire()
+                self.waiting -= len(batch)
                 task = loop.create_task(self._dispatch(sampling, adapter, batch))
                 self._inflight.add(task)  # keep a reference until done
                 task.add_done_callback(self._inflight.discard)
 
     async def _dispatch(self, sampling: SamplingParams, adapter: str | None, batch: list[_Item]) -> None:
+        began = time.perf_counter()
         try:
             gens = await self.llm.generate([it.prompt for it in batch], sampling, adapter)
+            self._batch_s = 0.8 * self._batch_s + 0.2 * (time.perf_counter() - began)
             if len(gens) != len(batch):
                 raise RuntimeError(f"llm.generate returned {len(gens)} generations for {len(batch)} prompts")
         except Exception as e:  # the engine's failure goes to every request of the batch
@@ -262,6 +344,82 @@ class DynamicBatcher:
                     it.future.set_result(g)
         finally:
             self._slots.release()
+
+
+# -- the front: checks + batcher, as an LLM -----------------------------------------------------
+
+
+class BatchedLLM:
+    """The LLM protocol in front of a DynamicBatcher, with the server's request checks.
+
+    What build_app's routes call, and what in-process callers (the Ray Serve deployment's handle
+    methods) call too, so requests from every source meet in the same batches. Prompt i of one
+    call gets seed + i, as if passed to `llm.generate` together. Raises UnknownModel for an
+    adapter not served, PromptTooLong over `max_prompt_tokens` (which needs
+    `count_tokens(prompt) -> int`), Overloaded when the batcher's queue is full."""
+
+    def __init__(
+        self,
+        batcher: DynamicBatcher,
+        adapters: Sequence[str] = (),
+        max_prompt_tokens: int | None = None,
+        count_tokens: Callable[[Prompt], int] | None = None,
+    ) -> None:
+        if max_prompt_tokens is not None and (max_prompt_tokens < 1 or count_tokens is None):
+            raise ValueError("max_prompt_tokens needs a value >= 1 and a count_tokens function (a tokenizer)")
+        self.batcher = batcher
+        self.llm = batcher.llm
+        self.adapters = tuple(adapters)
+        self.max_prompt_tokens = max_prompt_tokens
+        self.count_tokens = count_tokens
+
+    def check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter not in self.adapters:
+            raise UnknownModel(f"adapter {adapter!r} is not served here; served adapters: {list(self.adapters)}")
+
+    def check_length(self, texts: Sequence[Prompt], what: str = "prompt", extra: Sequence[str] = ()) -> None:
+        """Refuse any input over `max_prompt_tokens` (`extra[i]` is appended text, for scoring)."""
+        if self.max_prompt_tokens is None:
+            return
+        for i, prompt in enumerate(texts):
+            n = self.count_tokens(prompt) + (self.count_tokens(extra[i]) if extra else 0)
+            if n > self.max_prompt_tokens:
+                where = f" {i}" if len(texts) > 1 else ""
+                raise PromptTooLong(
+                    f"{what}{where} is {n} tokens, limit {self.max_prompt_tokens}; shorten it or raise max_prompt_tokens"
+                )
+
+    async def generate(
+        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+    ) -> list[Generation]:
+        """Queue every prompt (all or none), then wait for all; the first engine exception is raised."""
+        self.check_adapter(adapter)
+        self.check_length(prompts)
+        futures = self.batcher.enqueue([
+            (p, sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + i), adapter)
+            for i, p in enumerate(prompts)
+        ])
+        # return_exceptions: collect every outcome so no sibling's exception goes unretrieved.
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for g in outcomes:
+            if isinstance(g, BaseException):
+                raise g
+        return list(outcomes)
+
+    async def score(self, prompts: list[Prompt], completions: list[str], adapter: str | None = None) -> list[list[float]]:
+        """Score in chunks of the batcher's max_batch, each holding an engine slot."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        self.check_adapter(adapter)
+        self.check_length(prompts, "prompt + completion", completions)
+        step = self.batcher.max_batch
+
+        async def chunk(i: int) -> list[list[float]]:
+            async with self.batcher.slot(len(prompts[i : i + step])):
+                return await self.llm.score(prompts[i : i + step], completions[i : i + step], adapter)
+
+        parts = await asyncio.gather(*(chunk(i) for i in range(0, len(prompts), step)))
+        return [row for part in parts for row in part]
 
 
 # -- middleware and errors --------------------------------------------------------------------
@@ -326,11 +484,23 @@ def build_app(
     batch_window_s: float = 0.005,
     max_inflight: int = 1,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_queue: int | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible FastAPI app over `llm`. `model_name` names the base model;
-    `adapters` are LoRA adapter names also accepted in the `model` field (vLLM's convention)."""
+    `adapters` are LoRA adapter names also accepted in the `model` field (vLLM's convention).
+
+    `max_queue`: prompts allowed to wait for the engine before requests get 429 (None: no bound).
+    `max_prompt_tokens`: longer prompts get 400; needs `llm.count_tokens` (LocalEngine has it).
+    `app.state.llm` is the BatchedLLM the routes use (its `.batcher` has the counters)."""
     known = [model_name, *adapters]
-    batcher = DynamicBatcher(llm, max_batch=max_batch, window_s=batch_window_s, max_inflight=max_inflight)
+    batcher = DynamicBatcher(
+        llm, max_batch=max_batch, window_s=batch_window_s, max_inflight=max_inflight, max_queue=max_queue
+    )
+    count_tokens = getattr(llm, "count_tokens", None)
+    if max_prompt_tokens is not None and count_tokens is None:
+        raise ValueError(f"max_prompt_tokens needs an llm with count_tokens(prompt); {type(llm).__name__} has none")
+    front = BatchedLLM(batcher, adapters, max_prompt_tokens, count_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -339,6 +509,7 @@ def build_app(
 
     app = FastAPI(title="mfray OpenAI-compatible server", lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.llm = front
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
@@ -349,6 +520,16 @@ def build_app(
     async def _on_http(_: Request, exc: HTTPException) -> JSONResponse:
         etype = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return _error(exc.status_code, str(exc.detail), etype)
+
+    @app.exception_handler(Overloaded)
+    async def _on_overload(_: Request, exc: Overloaded) -> JSONResponse:
+        response = _error(429, str(exc), "rate_limit_error")
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+        return response
+
+    @app.exception_handler(PromptTooLong)
+    async def _on_too_long(_: Request, exc: PromptTooLong) -> JSONResponse:
+        return _error(400, str(exc))
 
     def adapter_for(model: str) -> str | None:
         if model not in known:
@@ -364,17 +545,12 @@ def build_app(
             sampling = req.sampling()
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
-        per_prompt = [
-            sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + i)
-            for i in range(len(prompts))
-        ]
-        # return_exceptions: collect every outcome so no sibling's exception goes unretrieved.
-        gens = await asyncio.gather(
-            *(batcher.submit(p, s, adapter) for p, s in zip(prompts, per_prompt)), return_exceptions=True
-        )
-        for g in gens:
-            if isinstance(g, BaseException):
-                raise HTTPException(500, f"generation failed: {type(g).__name__}: {g}")
+        try:
+            gens = await front.generate(prompts, sampling, adapter)
+        except (Overloaded, PromptTooLong):
+            raise  # their handlers answer 429 / 400
+        except Exception as e:
+            raise HTTPException(500, f"generation failed: {type(e).__name__}: {e}") from None
         failed = [g for g in gens if g.finish_reason == "error"]
         if failed:  # 502: the engine behind us failed; clients retry 5xx
             raise HTTPException(502, f"generation failed: {failed[0].error}")
@@ -392,7 +568,13 @@ def build_app(
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "batches": batcher.batches, "requests": batcher.items}
+        return {
+            "status": "ok",
+            "batches": batcher.batches,
+            "requests": batcher.items,
+            "waiting": batcher.waiting,
+            "rejected": batcher.rejected,
+        }
 
     @app.get("/v1/models")
     async def models() -> dict:
@@ -433,21 +615,16 @@ def build_app(
             raise HTTPException(400, f"{len(req.prompts)} prompts but {len(req.completions)} completions")
         adapter = adapter_for(req.model)
         prompts: list[Prompt] = [p if isinstance(p, str) else [m.as_dict() for m in p] for p in req.prompts]
-
-        async def chunk(i: int) -> list[list[float]]:
-            async with batcher.slot():
-                return await llm.score(prompts[i : i + max_batch], req.completions[i : i + max_batch], adapter)
-
         try:
-            parts = await asyncio.gather(*(chunk(i) for i in range(0, len(prompts), max_batch)))
+            rows = await front.score(prompts, req.completions, adapter)
+        except (Overloaded, PromptTooLong):
+            raise
         except NotImplementedError as e:
             raise HTTPException(400, f"this model cannot score: {e}") from None
         except Exception as e:
             log.exception("score failed")
             raise HTTPException(500, f"score failed: {type(e).__name__}: {e}") from None
-        rows = [
-            [_NEG_INF_LOGPROB if math.isinf(x) and x < 0 else float(x) for x in row] for part in parts for row in part
-        ]
+        rows = [[_NEG_INF_LOGPROB if math.isinf(x) and x < 0 else float(x) for x in row] for row in rows]
         return {"object": "score", "model": req.model, "logprobs": rows}
 
     return app
