@@ -15,8 +15,7 @@ import ray
 
 from mfray.config import load_config
 from mfray.eval.config import EvaluateConfig
-from mfray.eval.evaluate import METRICS
-from mfray.eval.report import plot_radar, write_metric_table, write_raw_csv
+from mfray.eval.report import write_summary
 from mfray.ray.eval_stages import TRAJECTORY_COLUMNS, AnnotateStage, explode_sides, metrics_for_trajectory
 
 
@@ -35,12 +34,7 @@ def main(cfg: EvaluateConfig, annotator_actors: int = 1) -> list[dict]:
     )
     metrics = labelled.groupby(["event_id", "method", "seed"]).map_groups(metrics_for_trajectory, batch_format="pandas")
     rows = sorted(metrics.to_pandas().to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_raw_csv(rows, out / "metrics_raw.csv")
-    (out / "summary.md").write_text("\n".join(write_metric_table(rows, m, out) for m in METRICS), encoding="utf-8")
-    for metric in ("kl", "macro_f1"):
-        plot_radar(rows, metric, out / f"radar_{metric}.png")
+    write_summary(rows, Path(cfg.out))
     return rows
 
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mfray.eval.evaluate import LOWER_IS_BETTER, summarise
+from mfray.eval.evaluate import LOWER_IS_BETTER, METRICS, summarise
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.metrics import label_shares, nearest_windows
 
@@ -118,3 +118,13 @@ def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_summary(rows: list[dict], out_dir: Path) -> None:
+    """Everything both evaluation paths write from metric rows: the raw CSV, one table per
+    metric, summary.md, and radar charts of KL and macro-F1."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_raw_csv(rows, out_dir / "metrics_raw.csv")
+    (out_dir / "summary.md").write_text("\n".join(write_metric_table(rows, m, out_dir) for m in METRICS), encoding="utf-8")
+    for metric in ("kl", "macro_f1"):
+        plot_radar(rows, metric, out_dir / f"radar_{metric}.png")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from mfray.eval.annotate import Annotator, CachedAnnotator
 from mfray.eval.config import EvaluateConfig
-from mfray.eval.evaluate import METRICS, EvalRange, annotate_records, evaluated, trajectory_metrics
+from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
-from mfray.eval.report import plot_radar, plot_trajectories, write_metric_table, write_raw_csv
+from mfray.eval.report import plot_trajectories, write_summary
 from mfray.sim.trajectory import read_trajectory
 
 
@@ -57,11 +57,7 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
             progress(path)
     if not rows:
         raise ValueError(f"no agent of {cfg.trajectories} falls in the evaluated range {rng.start}..{rng.end}")
-    write_raw_csv(rows, out / "metrics_raw.csv")
-    summary = [write_metric_table(rows, metric, out) for metric in METRICS]
-    (out / "summary.md").write_text("\n".join(summary), encoding="utf-8")
-    for metric in ("kl", "macro_f1"):
-        plot_radar(rows, metric, out / f"radar_{metric}.png")
+    write_summary(rows, out)
     for event_id, plot in per_event.items():
         for dim in DIMENSIONS:
             sims = {m: [None if a is None else a.labels.get(dim) for a in anns] for m, anns in plot["sim"].items()}
