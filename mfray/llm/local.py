@@ -19,6 +19,7 @@ import torch
 
 from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
+from mfray.llm.scoring import completion_logprobs
 
 
 @dataclass
@@ -216,47 +217,11 @@ class LocalEngine:
         with self._lock, torch.inference_mode(), self._adapter(adapter):
             for start in range(0, len(order), self.max_batch):
                 chunk = order[start : start + self.max_batch]
-                for i, lp in zip(chunk, self._score_batch([pairs[i] for i in chunk], padding_side)):
-                    results[i] = lp
+                scored = completion_logprobs(self.model, self.tokenizer.pad_token_id, [pairs[i] for i in chunk], padding_side, self.device)
+                for i, lp in zip(chunk, scored):
+                    results[i] = lp.tolist()
                     self.stats.scored_tokens += len(lp)
         return results  # type: ignore[return-value]
-
-    def _score_batch(self, pairs: list[tuple[list[int], list[int]]], padding_side: str) -> list[list[float]]:
-        batch = len(pairs)
-        width = max(len(p) + len(c) for p, c in pairs)
-        ids = torch.full((batch, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        rows, cols, targets, owner = [], [], [], []
-        for row, (p, c) in enumerate(pairs):
-            seq = p + c
-            offset = width - len(seq) if padding_side == "left" else 0
-            ids[row, offset : offset + len(seq)] = torch.tensor(seq)
-            mask[row, offset : offset + len(seq)] = 1
-            for k in range(len(c)):  # token at offset+len(p)+k is predicted one position earlier
-                rows.append(row)
-                cols.append(offset + len(p) + k - 1)
-                targets.append(c[k])
-                owner.append(row)
-        if not rows:
-            return [[] for _ in pairs]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            output_hidden_states=True,
-            logits_to_keep=1,
-        )
-        hidden = out.hidden_states[-1][torch.tensor(rows), torch.tensor(cols)]
-        logits = self.model.get_output_embeddings()(hidden).float()
-        softcap = getattr(self.model.config, "final_logit_softcapping", None)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        logprobs = torch.log_softmax(logits, dim=-1)[torch.arange(len(targets)), torch.tensor(targets)].cpu()
-        result: list[list[float]] = [[] for _ in pairs]
-        for row, value in zip(owner, logprobs.tolist()):
-            result[row].append(value)
-        return result
 
 
 def _generator(seed: int | None) -> torch.Generator | None:

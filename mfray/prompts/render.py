@@ -50,3 +50,36 @@ def prompt_hash(prompt: list[ChatMessage] | str) -> str:
     """Short stable hash of a prompt, recorded with each action to tie outputs to inputs."""
     blob = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def policy_chat(
+    language: str,
+    topic: str,
+    state: str,
+    mean_field: str = "",
+    signal: str | None = None,
+    recent: list[str] | None = None,
+    popular: list[str] | None = None,
+    latent_state: str | None = None,
+    latent_distribution: str | None = None,
+) -> list[ChatMessage]:
+    """The policy prompt pi(. | topic, s_i, context). Simulation and training both call this, so
+    the model is trained on exactly the prompts it is later simulated with."""
+    return render_chat(
+        "policy",
+        language,
+        topic=topic,
+        mean_field=mean_field,
+        signal=signal,
+        recent=recent or [],
+        popular=popular or [],
+        latent_state=latent_state,
+        latent_distribution=latent_distribution,
+        state=state,
+    )
+
+
+def mean_field_chat(language: str, topic: str, previous: str, comments: list[dict], signal: str | None = None) -> list[ChatMessage]:
+    """The mean-field prompt mu(. | topic, m_t, step actions); `comments` are {"text", "state"}
+    dicts (state "" when the mean field is not shown the authors' states)."""
+    return render_chat("mean_field", language, topic=topic, previous=previous, signal=signal, comments=comments)
