@@ -87,12 +87,13 @@ class LocalEngine:
             return prompt
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
-    def _encode(self, prompt: Prompt) -> list[int]:
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt as the model sees it."""
         return self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Tokens the model sees for a prompt (servers use it to refuse over-long prompts)."""
-        return len(self._encode(prompt))
+        return len(self.encode(prompt))
 
     def _adapter(self, adapter: str | None):
         if adapter is None:
@@ -113,7 +114,7 @@ class LocalEngine:
     def generate_sync(self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None) -> list[Generation]:
         """Generate one completion per prompt. Prompts are length-sorted into batches of
         `max_batch` to limit padding; results come back in input order."""
-        encoded = [self._encode(p) for p in prompts]
+        encoded = [self.encode(p) for p in prompts]
         seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(prompts))]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         results: list[Generation | None] = [None] * len(prompts)
@@ -209,7 +210,7 @@ class LocalEngine:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         pairs = [
-            (self._encode(p), self.tokenizer(c, add_special_tokens=False)["input_ids"])
+            (self.encode(p), self.tokenizer(c, add_special_tokens=False)["input_ids"])
             for p, c in zip(prompts, completions)
         ]
         results: list[list[float] | None] = [None] * len(pairs)

@@ -1,0 +1,75 @@
+"""`mfray train ibtune|sft` / jobs/train_ibtune.py config (SPEC section 7)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mfray.config import StrictModel
+
+
+class LoraSettings(StrictModel):
+    """LoRA shape of every adapter (SPEC: rank 64, alpha 64, all linear layers)."""
+
+    rank: int = Field(64, ge=1)
+    alpha: int = Field(64, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(StrictModel):
+    """One training run. Defaults are the SPEC's (the paper's settings for 1.5B models); the
+    CPU configs in jobs/configs/ override the learning rate and sizes for a short run."""
+
+    mode: Literal["ibtune", "sft"] = "ibtune"
+    model: str = Field("default", description="'default', a .gguf file or a HF directory")
+    train_events: list[str] = Field(min_length=1, description="event files or directories (any supported format)")
+    heldout_events: list[str] = Field(default_factory=list, description="scored before and after (policy NLL)")
+    out: str = "runs/train"
+    lora: LoraSettings = LoraSettings()
+    agents_per_step: int = Field(16, ge=1)
+    horizon: int = Field(300, ge=2, description="agents of each event used (steps = horizon // agents_per_step)")
+    mean_field_states: bool = False  # as RolloutConfig: show each action's author state to the mean field
+    summaries: int = Field(4, ge=2, description="J, summaries sampled per step for the IB estimator")
+    beta: float = Field(2.0, gt=0)
+    summary_max_tokens: int = Field(200, ge=1)
+    lr: float | None = Field(None, gt=0, description="default 5e-7 (ibtune) / 1e-6 (sft), the paper's")
+    weight_decay: float = Field(0.0, ge=0)
+    steps: int = Field(100, ge=1, description="optimizer updates")
+    accumulate: int = Field(1, ge=1, description="event-steps per worker per optimizer update")
+    checkpoint_every: int = Field(10, ge=1, description="optimizer updates between checkpoints")
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    use_gpu: bool = False
+    backend: Literal["auto", "torch", "deepspeed"] = Field(
+        "auto", description="auto: DeepSpeed ZeRO-2 (bf16) on GPU workers, torch with a gloo all-reduce on CPU")
+    zero_stage: Literal[0, 1, 2] = 2
+    max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")
+    heldout_steps: int = Field(4, ge=1, description="steps per held-out event scored for NLL")
+    heldout_start: int = Field(48, ge=0, description="first held-out agent scored (after warm-up)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.horizon < 2 * self.agents_per_step:
+            raise ValueError(f"horizon ({self.horizon}) must cover at least 2 steps of {self.agents_per_step} agents")
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-7 if self.mode == "ibtune" else 1e-6)
+
+    @property
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "deepspeed" if self.use_gpu else "torch"
+
+    @property
+    def adapter_names(self) -> tuple[str, ...]:
+        """The adapters this run trains, named as simulation looks them up (RolloutConfig.adapters)."""
+        return ("ib_policy", "ib_mean_field") if self.mode == "ibtune" else ("sft",)
+
+    @property
+    def policy_adapter(self) -> str:
+        return self.adapter_names[0]

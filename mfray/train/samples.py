@@ -1,0 +1,74 @@
+"""Training samples from real events (SPEC section 7).
+
+A sample is one step transition of one event: the real (state, action) pairs of step t-1 (what
+the mean field summarises) and of step t (what the policy must predict). Samples of an event stay
+in order, so the trainer can carry the mean field from step to step and reset it to "" at each
+event's first sample: a mean field never crosses events. Nothing is dropped silently: events too
+short for one transition are returned as problems with their id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mfray.data.state import state_text
+from mfray.types import Event
+
+
+@dataclass(frozen=True)
+class Action:
+    state: str
+    text: str
+
+
+@dataclass(frozen=True)
+class StepSample:
+    event_id: str
+    language: str
+    topic: str
+    step: int  # t: `current` are step t's actions, `previous` step t-1's
+    previous: tuple[Action, ...]
+    current: tuple[Action, ...]
+
+    @property
+    def first_of_event(self) -> bool:
+        return self.step == 1
+
+
+def event_actions(event: Event, horizon: int) -> list[Action]:
+    """The event's first `horizon` real actions with their authors' states."""
+    return [Action(state_text(p.profile, event.language), p.text) for p in event.responses[:horizon]]
+
+
+def event_samples(event: Event, agents_per_step: int, horizon: int) -> list[StepSample]:
+    """Transitions (t-1 -> t) for t = 1 .. last full-or-partial step within the horizon."""
+    actions = event_actions(event, horizon)
+    steps = [tuple(actions[i : i + agents_per_step]) for i in range(0, len(actions), agents_per_step)]
+    return [
+        StepSample(event.event_id, event.language, event.topic_text, t, steps[t - 1], steps[t])
+        for t in range(1, len(steps))
+    ]
+
+
+def worker_streams(
+    events: list[Event], agents_per_step: int, horizon: int, workers: int
+) -> tuple[list[list[StepSample]], list[str]]:
+    """Deal whole events round-robin to workers (an event's steps stay on one worker, in
+    order); return (one sample stream per worker, problems). Events are sorted by id first, so
+    the split does not depend on file order."""
+    problems, usable = [], []
+    for event in sorted(events, key=lambda e: e.event_id):
+        samples = event_samples(event, agents_per_step, horizon)
+        if samples:
+            usable.append(samples)
+        else:
+            problems.append(
+                f"event {event.event_id}: {len(event)} responses, fewer than the 2 steps of {agents_per_step} "
+                "agents a training transition needs; not used for training"
+            )
+    if len(usable) < workers:
+        raise ValueError(f"{len(usable)} usable training events for {workers} workers; give more events or fewer workers")
+    streams: list[list[StepSample]] = [[] for _ in range(workers)]
+    for i, samples in enumerate(usable):
+        streams[i % workers].extend(samples)
+    return streams, problems

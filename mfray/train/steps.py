@@ -1,0 +1,130 @@
+"""One IB-Tune or SFT step on one event-step sample (SPEC section 7): losses with their graphs.
+
+The model is one PeftModel holding every adapter; the frozen base with adapters disabled is the
+prior r, so no second copy of the weights exists. No-gradient work (sampling summaries, scoring
+actions under each summary, the prior) runs first; then the two differentiable passes. The two
+losses touch disjoint parameters (the mean-field adapter and the policy adapter), and the chosen
+summary is fixed text once sampled, so one backward of their sum is exactly "mean-field update,
+then policy update on the chosen summary" (IB-Tune's alternation) in a single optimizer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mfray.llm.base import SamplingParams
+from mfray.llm.local import LocalEngine
+from mfray.llm.scoring import completion_logprobs
+from mfray.prompts.render import mean_field_chat, policy_chat
+from mfray.train.losses import (
+    ib_rewards,
+    leave_one_out_advantages,
+    per_sequence_mean,
+    policy_nll,
+    score_function_loss,
+    token_mean,
+)
+from mfray.train.samples import StepSample
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    metrics: dict[str, float]
+    mean_field: str  # the summary carried to the event's next step ("" for SFT)
+
+
+def use_adapter(model, name: str) -> None:
+    """Make `name` the active adapter and keep EVERY adapter trainable. (PEFT's set_adapter
+    freezes inactive adapters; both roles' graphs live in one step, so both must stay trainable.)"""
+    model.set_adapter(name)
+    for param_name, param in model.named_parameters():
+        if "lora_" in param_name:
+            param.requires_grad_(True)
+
+
+def _policy_prompts(sample: StepSample, mean_field: str):
+    return [policy_chat(sample.language, sample.topic, a.state, mean_field=mean_field) for a in sample.current]
+
+
+def _pairs(engine: LocalEngine, prompts, completion_ids: list[list[int]]):
+    return [(engine.encode(p), ids) for p, ids in zip(prompts, completion_ids)]
+
+
+def _action_ids(engine: LocalEngine, sample: StepSample) -> list[list[int]]:
+    return [engine.tokenizer(a.text, add_special_tokens=False)["input_ids"] for a in sample.current]
+
+
+def sft_step(engine: LocalEngine, sample: StepSample, adapter: str) -> StepOutput:
+    """SFT baseline: policy NLL of the step's real actions on `state` prompts."""
+    model = engine.model
+    use_adapter(model, adapter)
+    prompts = _policy_prompts(sample, "")
+    logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, _action_ids(engine, sample)),
+                                device=engine.device)
+    loss = policy_nll(logps)
+    return StepOutput(loss, {"policy_nll": loss.item(), "action_tokens": float(sum(lp.numel() for lp in logps))}, "")
+
+
+def ib_step(
+    engine: LocalEngine, sample: StepSample, previous_mean_field: str, *, summaries: int, beta: float,
+    max_tokens: int, seed: int, mean_field_states: bool = False,
+    policy_adapter: str = "ib_policy", mean_field_adapter: str = "ib_mean_field",
+) -> StepOutput:
+    """IB-Tune on one transition: X = (m_{t-1}, states and actions of step t-1); J summaries
+    m_j ~ mu_phi(.|X) scored by how well they predict step t's real actions."""
+    model, tok = engine.model, engine.tokenizer
+    comments = [{"text": a.text, "state": a.state if mean_field_states else ""} for a in sample.previous]
+    x_prompt = mean_field_chat(sample.language, sample.topic, previous_mean_field, comments)
+    prior_prompt = mean_field_chat(sample.language, sample.topic, "", [])  # r sees no X
+
+    # --- no gradient: sample J summaries from mu_phi itself (temperature 1, no truncation: the
+    # score-function estimator needs samples from the distribution it differentiates).
+    pure = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=max_tokens, seed=seed)
+    gens = engine.generate_sync([x_prompt] * summaries, pure, adapter=mean_field_adapter)
+    texts = [g.text for g in gens]
+    summary_ids = [
+        tok(t, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if g.finish_reason == "stop" else [])
+        for t, g in zip(texts, gens)
+    ]
+    if any(not ids for ids in summary_ids):
+        raise RuntimeError(f"event {sample.event_id} step {sample.step}: a sampled summary has no tokens")
+    with torch.no_grad(), model.disable_adapter():
+        prior = per_sequence_mean(completion_logprobs(model, tok.pad_token_id, _pairs(engine, [prior_prompt] * summaries, summary_ids),
+                                                      device=engine.device))
+    action_ids = _action_ids(engine, sample)
+    action_logp = []
+    with torch.no_grad():
+        use_adapter(model, policy_adapter)
+        for text in texts:
+            lps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, text), action_ids),
+                                      device=engine.device)
+            action_logp.append(token_mean(lps))
+    action_logp = torch.stack(action_logp)
+
+    # --- gradient pass 1: log mu_phi(m_j | X), the mean-field adapter's score function.
+    use_adapter(model, mean_field_adapter)
+    posterior = completion_logprobs(model, tok.pad_token_id, _pairs(engine, [x_prompt] * summaries, summary_ids), device=engine.device)
+    rewards = ib_rewards(action_logp, per_sequence_mean(posterior).detach(), prior, beta)
+    advantages = leave_one_out_advantages(rewards)
+    mf_loss = score_function_loss(advantages, torch.stack([lp.sum() for lp in posterior]))
+    chosen = int(torch.argmax(rewards))
+
+    # --- gradient pass 2: the policy on the chosen summary.
+    use_adapter(model, policy_adapter)
+    policy_logps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, texts[chosen]), action_ids),
+                                       device=engine.device)
+    pi_loss = policy_nll(policy_logps)
+    metrics = {
+        "mean_field_loss": mf_loss.item(),
+        "policy_nll": pi_loss.item(),
+        "reward_mean": rewards.mean().item(),
+        "reward_spread": (rewards.max() - rewards.min()).item(),
+        "action_logp_chosen": action_logp[chosen].item(),
+        "kl_per_token_chosen": (per_sequence_mean(posterior)[chosen] - prior[chosen]).item(),
+        "summary_tokens": float(sum(len(ids) for ids in summary_ids) / summaries),
+        "action_tokens": float(sum(lp.numel() for lp in policy_logps)),
+    }
+    return StepOutput(mf_loss + pi_loss, metrics, texts[chosen])

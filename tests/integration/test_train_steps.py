@@ -1,0 +1,117 @@
+"""IB-Tune and SFT steps on a tiny randomly initialised Llama (the default model's architecture
+and tokenizer): where gradients go, and the direction of the mean-field update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mfray.llm.local import LocalEngine
+from mfray.llm.scoring import completion_logprobs
+from mfray.prompts.render import mean_field_chat
+from mfray.train.config import LoraSettings, TrainConfig
+from mfray.train.loop import build_model
+from mfray.train.losses import ib_rewards, leave_one_out_advantages, per_sequence_mean, score_function_loss
+from mfray.train.samples import Action, StepSample
+from mfray.train.steps import ib_step, sft_step, use_adapter
+
+SAMPLE = StepSample(
+    event_id="e1", language="en", topic="The city will ban cars downtown next year.", step=1,
+    previous=(Action("location: Paris", "About time, cleaner air."), Action("", "This will kill small shops.")),
+    current=(Action("location: Lyon", "Good idea, bikes are faster anyway."), Action("", "Is this even true? Source?")),
+)
+
+
+def make_engine(tiny_model_dir, mode="ibtune") -> LocalEngine:
+    cfg = TrainConfig(mode=mode, model=str(tiny_model_dir), train_events=["unused"], lora=LoraSettings(rank=4, alpha=8))
+    model, tok = build_model(cfg, "cpu", torch.float32)
+    # Fresh LoRA B is zero, which makes every adapter compute the base model and zeroes the
+    # gradient reaching A. Nudge B so the test sees a generic point of the parameter space.
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02, generator=gen)
+    return LocalEngine(model=model, tokenizer=tok, device="cpu")
+
+
+def grads_by_kind(model) -> dict[str, float]:
+    norms = {"ib_policy": 0.0, "ib_mean_field": 0.0, "sft": 0.0, "base": 0.0}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        kind = next((k for k in ("ib_policy", "ib_mean_field", "sft") if f".{k}." in name), "base")
+        norms[kind] += p.grad.abs().sum().item()
+    return norms
+
+
+def test_ib_step_gradients_reach_both_adapters_and_no_frozen_weight(tiny_model_dir):
+    engine = make_engine(tiny_model_dir)
+    out = ib_step(engine, SAMPLE, "", summaries=3, beta=2.0, max_tokens=12, seed=1)
+    out.loss.backward()
+    norms = grads_by_kind(engine.model)
+    assert norms["ib_mean_field"] > 0 and norms["ib_policy"] > 0
+    assert norms["base"] == 0.0
+    assert all(not p.requires_grad for n, p in engine.model.named_parameters() if "lora_" not in n)
+    assert out.mean_field  # the chosen summary is carried forward
+    assert {"mean_field_loss", "policy_nll", "reward_spread"} <= set(out.metrics)
+
+
+def test_action_term_changes_the_mean_field_gradient(tiny_model_dir):
+    # Same summaries (same seed); beta 0 removes the action term. If action prediction did not
+    # reach the mean-field adapter (the reference code's defect), both gradients would match.
+    grads = {}
+    for beta in (0.0, 2.0):
+        engine = make_engine(tiny_model_dir)
+        ib_step(engine, SAMPLE, "", summaries=3, beta=beta, max_tokens=12, seed=1).loss.backward()
+        grads[beta] = torch.cat([p.grad.reshape(-1) for n, p in engine.model.named_parameters()
+                                 if ".ib_mean_field." in n and p.grad is not None])
+    a, b = grads.values()
+    assert not torch.allclose(a, b, rtol=1e-3, atol=1e-9)
+
+
+def test_score_function_update_raises_the_better_summary(tiny_model_dir):
+    """Constructed case: summary 0 quotes the next step's actions, summary 1 is unrelated. Whichever
+    the policy actually finds more predictive gets the higher reward; one SGD step on the
+    mean-field adapter must raise its log-likelihood relative to the other."""
+    engine = make_engine(tiny_model_dir)
+    model, tok = engine.model, engine.tokenizer
+    x = mean_field_chat("en", SAMPLE.topic, "", [{"text": a.text, "state": ""} for a in SAMPLE.previous])
+    summaries = [" ".join(a.text for a in SAMPLE.current), "zebra quantum marmalade"]
+    ids = [tok(s, add_special_tokens=False)["input_ids"] for s in summaries]
+    pairs = [(engine.encode(x), i) for i in ids]
+
+    def posterior():
+        use_adapter(model, "ib_mean_field")
+        return completion_logprobs(model, tok.pad_token_id, pairs)
+
+    with torch.no_grad():
+        use_adapter(model, "ib_policy")
+        action = torch.stack([
+            torch.cat(completion_logprobs(model, tok.pad_token_id, [
+                (engine.encode([{"role": "user", "content": f"{s}\n{a.state}"}]), tok(a.text, add_special_tokens=False)["input_ids"])
+                for a in SAMPLE.current])).mean()
+            for s in summaries])
+        with model.disable_adapter():
+            prior = per_sequence_mean(completion_logprobs(model, tok.pad_token_id, pairs))
+    before = posterior()
+    rewards = ib_rewards(action, per_sequence_mean(before).detach(), prior, beta=2.0)
+    best, worst = int(torch.argmax(rewards)), int(torch.argmin(rewards))
+    assert best != worst
+    score_function_loss(leave_one_out_advantages(rewards), torch.stack([lp.sum() for lp in before])).backward()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if ".ib_mean_field." in n and p.grad is not None:
+                p -= 1e-2 * p.grad
+        after = [lp.sum().item() for lp in posterior()]
+    gap_before = before[best].sum().item() - before[worst].sum().item()
+    assert after[best] - after[worst] > gap_before
+
+
+def test_sft_step_trains_only_the_sft_adapter(tiny_model_dir):
+    engine = make_engine(tiny_model_dir, mode="sft")
+    out = sft_step(engine, SAMPLE, "sft")
+    out.loss.backward()
+    norms = grads_by_kind(engine.model)
+    assert norms["sft"] > 0 and norms["base"] == 0.0
+    assert out.metrics["policy_nll"] == pytest.approx(out.loss.item())
