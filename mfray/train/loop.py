@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,12 @@ class _DeepSpeedBackend:
 
     def __init__(self, model, params, lr, weight_decay, ds_config):
         import deepspeed
+
+        if not torch.distributed.is_initialized():  # a world of one, without a launcher
+            for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                               ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511")):
+                os.environ.setdefault(key, value)
+        deepspeed.init_distributed()  # reuses Ray Train's process group when there is one
 
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
@@ -234,3 +241,13 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
         ctx.report(metrics, ckpt)
     if ctx.rank == 0:
         save_adapters(model, cfg.adapter_names, out / "adapters")
+
+
+def run_single_process(cfg: TrainConfig, device: str = "cpu") -> list[dict]:
+    """Train in this process as a world of one (no Ray); returns the per-update metrics.
+    Used on machines without Ray (the GPU check) and by `mfray train --no-ray`."""
+    records: list[dict] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        ctx = WorkerContext(0, 1, device, report=lambda metrics, _ckpt: records.append(metrics), scratch=Path(scratch))
+        train_worker(cfg, ctx)
+    return records

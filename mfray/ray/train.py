@@ -1,0 +1,68 @@
+"""IB-Tune / SFT on Ray Train: a TorchTrainer runs mfray.train.loop.train_worker on every worker.
+
+Ray Train sets up the process group (gloo on CPU, NCCL on GPU; DeepSpeed reuses it), restarts the
+worker group after a failure (FailureConfig) and hands the last checkpoint back to the restarted
+workers, which resume from it. Every worker writes its part of a checkpoint (its position and
+carried mean field; rank 0 the adapters and optimizer; under ZeRO each rank its partition) and
+Ray Train merges them into one checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import ray.train
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from mfray.train.config import TrainConfig
+
+
+def _worker_entry(config: dict) -> None:
+    import torch
+
+    from mfray.train.loop import WorkerContext, train_worker
+
+    cfg = TrainConfig.model_validate(config["cfg"])
+    context = ray.train.get_context()
+    if cfg.use_gpu:
+        device = f"cuda:{context.get_local_rank()}"
+    else:
+        device = "cpu"
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    checkpoint = ray.train.get_checkpoint()
+
+    def report(metrics: dict, ckpt_dir: Path | None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(ckpt_dir)) if ckpt_dir else None)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if checkpoint is None:
+            train_worker(cfg, WorkerContext(context.get_world_rank(), context.get_world_size(), device, report,
+                                            scratch=Path(scratch)))
+        else:
+            with checkpoint.as_directory() as restore:
+                train_worker(cfg, WorkerContext(context.get_world_rank(), context.get_world_size(), device, report,
+                                                restore_dir=Path(restore), scratch=Path(scratch)))
+
+
+def fit(cfg: TrainConfig, name: str | None = None):
+    """Run training on the connected Ray cluster; returns Ray Train's Result. Rerunning with the
+    same `out` and name continues from the last checkpoint of the earlier run."""
+    out = Path(cfg.out).resolve()
+    cfg = cfg.model_copy(update={"out": str(out)})
+    trainer = TorchTrainer(
+        _worker_entry,
+        train_loop_config={"cfg": cfg.model_dump(mode="json")},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
+        ),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name or f"mfray-{cfg.mode}",
+            storage_path=str(out / "ray"),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    return trainer.fit()
