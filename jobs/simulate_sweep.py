@@ -1,27 +1,36 @@
 """A simulation sweep as a Ray job:
 
     ray job submit --working-dir . --runtime-env runtime_env.yaml -- \
-        python jobs/simulate_sweep.py --config jobs/configs/sweep_test_events.yaml
+        python jobs/simulate_sweep.py --config jobs/configs/simulate_sweep_test.yaml
 
 Grid of event files x methods x seeds -> Ray Data actor pool of rollout actors -> one Parquet
-trajectory per run under `out`, plus sweep_summary.csv. Rerunning skips finished runs.
+trajectory per run under `out`, plus sweep_summary.csv. Rerunning skips finished runs; a killed
+actor is restarted and its runs resume from their last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
+import pandas as pd
 import ray
 
 from mfray.config import load_config
-from mfray.ray.sweep import RolloutActor, SweepConfig, grid, list_event_files, summarise_sweep
+from mfray.ray.sweep import SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, grid, list_event_files, summarise_sweep
 
 
 def main(cfg: SweepConfig) -> list[dict]:
     if not ray.is_initialized():
         ray.init()
+    replica_cpus = 0.0
+    if cfg.llm == "serve":
+        from mfray.ray.serve_llm import SERVE_OPTIONS
+
+        replica_cpus = SERVE_OPTIONS["ray_actor_options"]["num_cpus"]
+    check_fits(cfg, ray.cluster_resources().get("CPU", 0.0), replica_cpus)
     if cfg.llm == "serve":
         from mfray.ray.serve_llm import deploy_llm_server
 
@@ -29,33 +38,40 @@ def main(cfg: SweepConfig) -> list[dict]:
     files = list_event_files(cfg.events)
     rows = grid(files, cfg)
     print(f"sweep: {len(files)} event files x {len(cfg.methods)} methods x {len(cfg.seeds)} seeds "
-          f"= {len(rows)} grid rows on {cfg.actors} actors; output {cfg.out}", flush=True)
+          f"= {len(rows)} grid rows on {cfg.actors} actors ({cfg.actor_num_cpus:g} CPU each); output {cfg.out}", flush=True)
     began = time.perf_counter()
-    ds = ray.data.from_items(rows).repartition(max(1, len(rows) // cfg.events_per_call))
-    results = ds.map_batches(
-        RolloutActor, fn_constructor_args=(cfg.model_dump(mode="json"),), batch_format="pandas",
-        batch_size=cfg.events_per_call, compute=ray.data.ActorPoolStrategy(size=cfg.actors),
-        max_restarts=cfg.max_restarts, max_task_retries=cfg.max_restarts,
-    )
+    # Blocks made here in the driver (no repartition task competing with the actors for CPUs).
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // cfg.events_per_call)))
+    calls = calls_per_actor(cfg)
+    with warnings.catch_warnings():
+        # max_restarts / max_task_retries have no named parameter yet; Ray Data's default is to
+        # restart forever, which would loop on an event that crashes its actor every time.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        results = ds.map_batches(
+            RolloutActor, fn_constructor_args=(cfg.model_dump(mode="json"),), batch_format="pandas",
+            batch_size=cfg.events_per_call, compute=ray.data.ActorPoolStrategy(
+                size=cfg.actors, max_tasks_in_flight_per_actor=calls, max_concurrent_calls_per_actor=calls),
+            num_cpus=cfg.actor_num_cpus, max_restarts=cfg.max_restarts, max_task_retries=cfg.max_restarts,
+        )
     summary: list[dict] = []
-    for row in results.iter_rows():
-        summary.append(row)
-        if row["status"] in ("error", "invalid"):
-            print(f"  {row['status']}: {row['file']} {row['event_id'] or ''}: {row['error']}", flush=True)
-        if len(summary) % 10 == 0:
-            print("  " + summarise_sweep(summary, time.perf_counter() - began), flush=True)
-    line = summarise_sweep(summary, time.perf_counter() - began)
-    print("done: " + line, flush=True)
+    last_line = began
+    for block in results.iter_batches(batch_size=None, batch_format="pandas"):
+        for row in block.to_dict("records"):
+            summary.append(row)
+            if row["status"] in ("error", "invalid"):
+                print(f"  {row['status']}: {row['file']} {row['event_id'] or ''}: {row['error']}", flush=True)
+        if time.perf_counter() - last_line >= cfg.progress_every_s:
+            last_line = time.perf_counter()
+            print("  progress: " + summarise_sweep(summary, last_line - began, len(rows)), flush=True)
+    print("done: " + summarise_sweep(summary, time.perf_counter() - began, len(rows)), flush=True)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    import pandas as pd
-
-    pd.DataFrame(summary).to_csv(Path(cfg.out) / "sweep_summary.csv", index=False)
+    pd.DataFrame(summary, columns=list(SUMMARY_COLUMNS)).to_csv(Path(cfg.out) / "sweep_summary.csv", index=False)
     return summary
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="SweepConfig YAML (jobs/configs/sweep_*.yaml)")
+    parser.add_argument("--config", required=True, help="SweepConfig YAML (jobs/configs/simulate_sweep*.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
     args = parser.parse_args()
     main(load_config(SweepConfig, args.config, args.set))

@@ -12,24 +12,57 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mfray.config import StrictModel
 from mfray.sim.config import SimulateConfig
 
-SUMMARY_COLUMNS = ("file", "event_id", "method", "seed", "status", "error", "path", "agents", "failures",
-                   "prompt_tokens", "completion_tokens", "seconds")
+# resumed_step: the step a run started at in this attempt (0: from scratch, >0: from a checkpoint
+# left by a killed attempt). actions: policy/intervention actions simulated in this attempt.
+SUMMARY_COLUMNS = ("file", "event_id", "method", "seed", "status", "error", "path", "agents", "actions",
+                   "resumed_step", "failures", "prompt_tokens", "completion_tokens", "seconds")
 
 
 class SweepConfig(SimulateConfig):
     """A SimulateConfig plus how the sweep spreads over the cluster."""
 
     actors: int = Field(2, ge=1, description="rollout actors in the pool")
+    # Actors mostly wait on the LLM deployment, so a fraction of a CPU each is enough with
+    # llm=serve; with llm=local every actor runs its own engine and should get whole cores.
+    actor_num_cpus: float = Field(0.5, gt=0, le=256, description="logical CPUs reserved per rollout actor")
     events_per_call: int = Field(8, ge=1, description="grid rows handed to an actor at once")
     checkpoint_every: int = Field(4, ge=1, description="steps between checkpoints")
     llm: Literal["serve", "local", "endpoint"] = "serve"  # serve: the LLMServer deployment, shared
     serve_app: str = "mfray-llm"
-    max_restarts: int = Field(3, ge=0, description="times a dead actor is restarted")
+    max_restarts: int = Field(3, ge=0, description="times a dead actor is restarted (its batch is retried)")
+    progress_every_s: float = Field(10.0, ge=0, description="at most one driver progress line per this many seconds")
+
+    @field_validator("actor_num_cpus")
+    @classmethod
+    def _ray_cpu_quantity(cls, v: float) -> float:
+        # Ray itself refuses fractional quantities above 1 (only at actor creation, deep in a pool).
+        if v > 1 and v != int(v):
+            raise ValueError(f"actor_num_cpus={v}: Ray accepts a fraction only up to 1; use a value <= 1 or a whole number")
+        return v
+
+
+def required_cpus(cfg: SweepConfig, serve_replica_cpus: float = 0.0) -> float:
+    """Logical CPUs the sweep reserves at once: the actor pool plus, with llm=serve, the LLMServer
+    replica (`serve_replica_cpus`, 0 when it is already running elsewhere)."""
+    return cfg.actors * cfg.actor_num_cpus + (serve_replica_cpus if cfg.llm == "serve" else 0.0)
+
+
+def check_fits(cfg: SweepConfig, cluster_cpus: float, serve_replica_cpus: float = 0.0) -> None:
+    """Raise ValueError when the sweep cannot start all its actors on `cluster_cpus` logical CPUs:
+    Ray would otherwise wait for resources forever with no error (a stalled sweep)."""
+    need = required_cpus(cfg, serve_replica_cpus)
+    if need > cluster_cpus + 1e-9:
+        replica = f" + LLMServer replica {serve_replica_cpus:g}" if cfg.llm == "serve" and serve_replica_cpus else ""
+        raise ValueError(
+            f"the sweep needs {need:g} logical CPUs (actors={cfg.actors} x actor_num_cpus={cfg.actor_num_cpus:g}"
+            f"{replica}) but the cluster has {cluster_cpus:g}; lower actors or actor_num_cpus "
+            "(--set actor_num_cpus=0.25), or start Ray with more CPUs (ray start --num-cpus N)"
+        )
 
 
 class GridRow(StrictModel):
@@ -38,53 +71,73 @@ class GridRow(StrictModel):
     seed: int
 
 
+def calls_per_actor(cfg: SweepConfig) -> int:
+    """Batches an actor works on at once: enough to keep `concurrency` events in flight, plus
+    one so the next batch is already there when one finishes."""
+    return -(-cfg.concurrency // cfg.events_per_call) + 1
+
+
 def grid(files: list[str], cfg: SweepConfig) -> list[dict]:
     """Every (file, method, seed) once, in a stable order."""
     return [GridRow(file=f, method=m, seed=s).model_dump() for f in files for m in cfg.methods for s in cfg.seeds]
 
 
-def build_sweep_llm(cfg: SweepConfig):
-    """The backend an actor talks to: the shared Serve deployment (requests of all actors meet in
-    its batcher), an OpenAI-compatible endpoint, or a private local engine per actor."""
-    if cfg.llm == "serve":
+def build_backend(llm: str, model, endpoint=None, serve_app: str = "mfray-llm"):
+    """The LLM an actor talks to: "serve", the shared LLMServer deployment `serve_app` (requests of
+    all actors meet in its batcher); "endpoint", an OpenAI-compatible `endpoint`; "local", a
+    private engine for `model` in this process."""
+    if llm == "serve":
         from ray import serve
 
         from mfray.ray.serve_llm import ServeLLM
 
-        return ServeLLM(serve.get_app_handle(cfg.serve_app))
+        return ServeLLM(serve.get_app_handle(serve_app))
+    if llm == "endpoint" and endpoint is None:
+        raise ValueError("llm=endpoint needs an endpoint: section (base_url, model)")
     from mfray.llm import build_llm
 
-    return build_llm(cfg.model, cfg.endpoint if cfg.llm == "endpoint" else None)
+    return build_llm(model, endpoint if llm == "endpoint" else None)
 
 
 class RolloutActor:
     """`map_batches` actor: reads GridRow columns, returns SUMMARY_COLUMNS (one row per event run,
-    or one per unreadable file with status "invalid" and the problems as the error)."""
+    or one per unreadable file with status "invalid" and the problems as the error). At most
+    `concurrency` event rollouts run at once per actor, over all its calls."""
 
     def __init__(self, cfg: dict):
-        from ray.util.metrics import Counter
+        from ray.util.metrics import Counter, Gauge
 
         self.cfg = SweepConfig.model_validate(cfg)
-        self.llm = build_sweep_llm(self.cfg)
+        self.llm = build_backend(self.cfg.llm, self.cfg.model, self.cfg.endpoint, self.cfg.serve_app)
         # Exported to the Ray dashboard / Prometheus (cluster/grafana_dashboard.json plots them).
         self.runs = Counter("mfray_runs", "rollout runs finished, by status", tag_keys=("status",))
-        self.actions = Counter("mfray_actions", "agent actions simulated")
+        self.actions = Counter("mfray_actions", "agent actions simulated (counted per finished step)")
         self.tokens = Counter("mfray_generated_tokens", "completion tokens generated by rollouts")
+        self.in_flight = Gauge("mfray_events_in_flight", "event rollouts in progress in this actor")
+        self._running = 0
+        self._gate: asyncio.Semaphore | None = None
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        rows = asyncio.run(self._run(batch.to_dict("records")))
+    async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        # Async: Ray Data runs every call on one event loop per actor, several calls at once
+        # (calls_per_actor), so a new batch starts while the last events of another finish.
+        rows = await self._run(batch.to_dict("records"))
         for row in rows:
             self.runs.inc(1, tags={"status": row["status"]})
-            if row["status"] == "done":
-                self.actions.inc(row["agents"])
-                self.tokens.inc(max(row.get("completion_tokens") or 0, 0) or 0)
+            if row["status"] == "done" and (row.get("completion_tokens") or 0) > 0:  # inc() refuses 0
+                self.tokens.inc(row["completion_tokens"])
         return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+    def _track(self, delta: int) -> None:
+        self._running += delta
+        self.in_flight.set(self._running)
 
     async def _run(self, rows: list[dict]) -> list[dict]:
         from mfray.data import load_file
         from mfray.sim.checkpoint import run_resumable
 
-        gate = asyncio.Semaphore(self.cfg.concurrency)
+        if self._gate is None:  # made on the actor's event loop, shared by all its calls
+            self._gate = asyncio.Semaphore(self.cfg.concurrency)
+        gate = self._gate
         loaded = {}
         for row in rows:
             if row["file"] not in loaded:
@@ -92,15 +145,31 @@ class RolloutActor:
 
         async def one(row: dict, event) -> dict:
             rollout_cfg = self.cfg.rollout.model_copy(update={"method": row["method"]})
+            seen = {"actions": 0, "resumed_step": None}
+
+            def on_step(records) -> None:
+                if seen["resumed_step"] is None:
+                    seen["resumed_step"] = records[0].step
+                acted = sum(1 for r in records if not r.warmup)
+                seen["actions"] += acted
+                if acted:  # Counter.inc refuses 0 (a warm-up step)
+                    self.actions.inc(acted)
+
             began = time.perf_counter()
             async with gate:
+                self._track(1)
                 try:
-                    path, stats = await run_resumable(event, self.llm, rollout_cfg, row["seed"], self.cfg.out, self.cfg.checkpoint_every)
+                    path, stats = await run_resumable(event, self.llm, rollout_cfg, row["seed"], self.cfg.out,
+                                                      self.cfg.checkpoint_every, on_step)
                 except Exception as err:  # noqa: BLE001 - one event's failure is reported, not fatal
                     return {**row, "event_id": event.event_id, "status": "error", "error": f"{type(err).__name__}: {err}"}
+                finally:
+                    self._track(-1)
             status = "skipped" if stats is None else "done"
+            # For a resumed run the stats include its killed attempt's tokens (they are restored).
             extra = {} if stats is None else {
                 "failures": stats.failures, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+                "actions": seen["actions"], "resumed_step": seen["resumed_step"] or 0,
             }
             return {**row, "event_id": event.event_id, "status": status, "path": str(path), "agents": rollout_cfg.horizon,
                     "seconds": time.perf_counter() - began, **extra}
@@ -114,16 +183,19 @@ class RolloutActor:
         return out + list(await asyncio.gather(*tasks))
 
 
-def summarise_sweep(rows: list[dict], elapsed_s: float) -> str:
-    """One line for the driver log: runs by status, agents and tokens per second."""
+def summarise_sweep(rows: list[dict], elapsed_s: float, grid_rows: int | None = None) -> str:
+    """One line for the driver log: grid rows reported (of `grid_rows`) by status, actions
+    simulated, generated tokens per second and finished runs per hour."""
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     counts = frame["status"].value_counts().to_dict()
     done = frame[frame["status"] == "done"]
-    tokens = float(done["completion_tokens"].fillna(0).sum())
-    agents = float(done["agents"].fillna(0).sum())
+    tokens = float(pd.to_numeric(done["completion_tokens"], errors="coerce").fillna(0).sum())
+    actions = int(pd.to_numeric(done["actions"], errors="coerce").fillna(0).sum())
+    t = max(elapsed_s, 1e-9)
     parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    return (f"{len(frame)} runs ({parts}) in {elapsed_s:.0f}s: {agents / max(elapsed_s, 1e-9):.2f} agents/s, "
-            f"{tokens / max(elapsed_s, 1e-9):.1f} generated tokens/s, {len(done) * 3600 / max(elapsed_s, 1e-9):.0f} runs/hour")
+    of = f"/{grid_rows}" if grid_rows is not None else ""
+    return (f"{len(frame)}{of} runs ({parts}) in {elapsed_s:.0f}s: {actions} actions simulated "
+            f"({actions / t:.2f}/s), {tokens / t:.1f} generated tokens/s, {len(done) * 3600 / t:.0f} runs/hour")
 
 
 def list_event_files(paths: list[str]) -> list[str]:

@@ -1,5 +1,7 @@
-"""A simulation sweep on a real local Ray: grid of real event files x methods through a rollout
-actor pool, one trajectory per run; a rerun skips every finished run."""
+"""A simulation sweep on a real local Ray with as many CPUs as this machine has cores (2): grid of
+real event files x methods through a pool of two rollout actors, one trajectory per run; a rerun
+skips every finished run; a rollout actor killed mid-sweep is restarted and its runs resume from
+their checkpoints, leaving complete, duplicate-free output."""
 
 from __future__ import annotations
 
@@ -21,10 +23,28 @@ def local_ray():
 
     if ray.is_initialized():
         ray.shutdown()
-    # 4 logical CPUs on 2 cores: Ray Data's own tasks must not starve the rollout actor.
-    ray.init(num_cpus=4, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
+    # As many logical CPUs as this machine's cores: two rollout actors must fit next to Ray Data.
+    ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def test_actor_cpus_are_validated_and_checked_against_the_cluster():
+    from pydantic import ValidationError
+
+    from mfray.ray.sweep import calls_per_actor, check_fits, required_cpus
+
+    with pytest.raises(ValidationError, match="actor_num_cpus=1.5"):
+        SweepConfig.model_validate({"actor_num_cpus": 1.5})  # Ray takes fractions only up to 1
+    with pytest.raises(ValidationError, match="actor_num_cpus"):
+        SweepConfig.model_validate({"actor_num_cpus": 0})
+    cfg = SweepConfig.model_validate({"actors": 2, "actor_num_cpus": 2, "llm": "serve"})
+    assert required_cpus(cfg, serve_replica_cpus=1) == 5  # 2 x 2 + the replica's 1
+    with pytest.raises(ValueError, match=r"needs 5 logical CPUs .* cluster has 2; lower actors or actor_num_cpus"):
+        check_fits(cfg, cluster_cpus=2, serve_replica_cpus=1)
+    check_fits(cfg.model_copy(update={"actor_num_cpus": 0.5}), cluster_cpus=2, serve_replica_cpus=1)  # 2 x 0.5 + 1
+    # concurrency 4 over calls of 8 rows: one call fills the gate, one more waits ready.
+    assert calls_per_actor(cfg) == 2 and calls_per_actor(cfg.model_copy(update={"events_per_call": 1})) == 5
 
 
 def test_sweep_writes_every_run_and_resumes(local_ray, data_dir, tiny_model_dir, tmp_path):
@@ -34,7 +54,7 @@ def test_sweep_writes_every_run_and_resumes(local_ray, data_dir, tiny_model_dir,
     bad.write_text("[", encoding="utf-8")
     cfg = SweepConfig.model_validate({
         "events": [str(data_dir / "twitter_rumdect/E102.json"), str(data_dir / "weibo_rumdect/test/3476055656644087.json"), str(bad)],
-        "methods": ["state", "mf"], "out": str(tmp_path / "out"), "actors": 1, "llm": "local",
+        "methods": ["state", "mf"], "out": str(tmp_path / "out"), "actors": 2, "actor_num_cpus": 0.5, "events_per_call": 2, "llm": "local",
         "model": {"path": str(tiny_model_dir)},
         "rollout": {"horizon": 48, "agents_per_step": 16, "sim_start": 32, "policy": {"max_new_tokens": 4},
                     "mean_field": {"temperature": 0.1, "max_new_tokens": 8, "first_line": False}},
@@ -48,3 +68,92 @@ def test_sweep_writes_every_run_and_resumes(local_ray, data_dir, tiny_model_dir,
     assert len(files) == 4 and all(pq.read_table(tmp_path / "out" / f).num_rows == 48 for f in files)
     again = main(cfg)
     assert sorted(r["status"] for r in again if r["status"] != "invalid") == ["skipped"] * 4
+
+
+def _rollout_actor_pids() -> dict[int, str]:
+    """PID -> process title of this test's rollout actors (descendants of this process: other
+    people's Ray clusters on the machine are never touched)."""
+    import psutil
+
+    out = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            title = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "MapBatches(RolloutActor)" in title:
+            out[proc.pid] = title
+    return out
+
+
+def test_killed_actor_resumes_its_runs_from_checkpoints(local_ray, data_dir, tiny_model_dir, tmp_path):
+    """SIGKILL one busy rollout actor mid-sweep: Ray restarts it and retries its batch, its runs
+    pick up at their last checkpoint, and the output is complete and duplicate-free."""
+    import json
+    import os
+    import signal
+    import threading
+    import time
+
+    import pandas as pd
+
+    from jobs.simulate_sweep import main
+
+    out = tmp_path / "out"
+    cfg = SweepConfig.model_validate({
+        "events": [str(data_dir / "twitter_rumdect/E102.json"), str(data_dir / "weibo_rumdect/test/3476055656644087.json")],
+        "methods": ["state", "mf"], "out": str(out), "llm": "local", "model": {"path": str(tiny_model_dir)},
+        # 2 rows per call and 2 in flight per actor: a busy actor runs exactly the 2 runs of one call.
+        "actors": 2, "actor_num_cpus": 0.5, "events_per_call": 2, "concurrency": 2, "checkpoint_every": 1,
+        "max_restarts": 2, "progress_every_s": 0,
+        # 30 steps per run, each checkpointed: a wide window to kill in.
+        "rollout": {"horizon": 240, "agents_per_step": 8, "sim_start": 0, "policy": {"max_new_tokens": 4},
+                    "mean_field": {"temperature": 0.1, "max_new_tokens": 8, "first_line": False}},
+    })
+    killed: dict = {}
+
+    def kill_one_busy_actor() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            time.sleep(0.2)
+            if list(out.glob("*__s0.parquet")):
+                killed["late"] = True  # a run finished first: the sweep was too fast to kill mid-run
+                return
+            busy = [pid for pid, title in _rollout_actor_pids().items() if ".submit" in title]
+            states = {}
+            for path in out.glob("*.ckpt.json"):
+                try:
+                    states[path.name] = json.loads(path.read_text(encoding="utf-8"))["rollout"]["step"]
+                except (OSError, ValueError):
+                    continue  # being replaced right now
+            if busy and len(states) >= 2 * len(busy):  # every running run has a checkpoint
+                os.kill(busy[0], signal.SIGKILL)
+                killed.update(pid=busy[0], steps=states)
+
+    watcher = threading.Thread(target=kill_one_busy_actor, daemon=True)
+    watcher.start()
+    rows = main(cfg)
+    watcher.join()
+    assert "pid" in killed, f"no actor was killed mid-run: {killed}"
+
+    # Every (event, method, seed) reported once, done; the killed actor's runs resumed mid-way.
+    summary = pd.DataFrame(rows)
+    assert sorted(zip(summary["event_id"], summary["method"], summary["status"])) == [
+        ("3476055656644087", "mf", "done"), ("3476055656644087", "state", "done"), ("E102", "mf", "done"), ("E102", "state", "done")]
+    resumed = summary[summary["resumed_step"] > 0]
+    assert len(resumed) == 2, summary[["event_id", "method", "resumed_step"]]
+    for _, row in resumed.iterrows():
+        at_kill = killed["steps"][f"{row['event_id']}__{row['method']}__s0.ckpt.json"]
+        assert at_kill <= row["resumed_step"] < 30  # from the last checkpoint, never from scratch
+        assert row["actions"] == 240 - 8 * row["resumed_step"]  # only the remaining steps were simulated
+    fresh = summary[summary["resumed_step"] == 0]
+    assert (fresh["actions"] == 240).all()
+
+    # Complete and duplicate-free on disk; no checkpoint left behind.
+    tables = [pq.read_table(p).to_pandas() for p in sorted(out.glob("*__s0.parquet"))]
+    assert len(tables) == 4
+    for t in tables:
+        assert sorted(t["agent_index"]) == list(range(240))
+    allrows = pd.concat(tables)
+    assert not allrows.duplicated(["event_id", "method", "seed", "agent_index"]).any()
+    assert not list(out.glob("*.ckpt.*"))
