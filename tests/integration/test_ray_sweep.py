@@ -17,18 +17,6 @@ pytestmark = pytest.mark.integration
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a package on the path
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    # As many logical CPUs as this machine's cores: two rollout actors must fit next to Ray Data.
-    ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_actor_cpus_are_validated_and_checked_against_the_cluster():
     from pydantic import ValidationError
 
