@@ -1,6 +1,7 @@
 """`ray job submit -- python jobs/evaluate.py --config jobs/configs/evaluate.yaml`
 
-Evaluate a sweep's trajectories on Ray Data: read Parquet -> explode into texts -> annotate in an
+Evaluate a sweep's trajectories on Ray Data: read Parquet -> explode into texts -> score the real
+actions' NLL in an actor pool holding the policy model (when nll_model is set) -> annotate in an
 actor pool -> metrics per trajectory -> the same tables and radar charts as `mfray evaluate`.
 """
 
@@ -11,29 +12,58 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray
 
 from mfray.config import load_config
 from mfray.eval.config import EvaluateConfig
+from mfray.eval.evaluate import METRICS, TRAJECTORY_METRICS
 from mfray.eval.report import write_summary
-from mfray.ray.eval_stages import TRAJECTORY_COLUMNS, AnnotateStage, explode_sides, metrics_for_trajectory
+from mfray.ray.eval_stages import TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, explode_sides, metrics_for_trajectory
 
 
-def main(cfg: EvaluateConfig, annotator_actors: int = 1) -> list[dict]:
+def read_trajectories(files: list[str]) -> ray.data.Dataset:
+    """TRAJECTORY_COLUMNS of every file; files written before the policy_prompt column are read
+    without it (explode_sides fills it with None, so their NLL is reported missing)."""
+    with_prompt = [f for f in files if "policy_prompt" in pq.read_schema(f).names]
+    without = [f for f in files if f not in with_prompt]
+    parts = [ray.data.read_parquet(group, columns=[c for c in TRAJECTORY_COLUMNS if group is with_prompt or c != "policy_prompt"])
+             for group in (with_prompt, without) if group]
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def main(
+    cfg: EvaluateConfig, annotator_actors: int = 1, nll_actors: int = 1, nll_cpus: float = 1.0, nll_gpus: float = 0.0
+) -> list[dict]:
     """Run the evaluation pipeline on the connected (or a new local) Ray cluster."""
     if not ray.is_initialized():
         ray.init()
+    # Both actor pools hold their CPUs for the whole run; read and metrics tasks need one more,
+    # or the pipeline waits forever instead of failing.
+    need = annotator_actors + (nll_actors * nll_cpus if cfg.nll_model is not None else 0) + 1
+    have = ray.cluster_resources().get("CPU", 0)
+    if have < need:
+        raise ValueError(f"the Ray cluster has {have:g} CPUs but the actor pools plus one task CPU need {need:g}: "
+                         f"lower --annotator-actors/--nll-actors, pass --nll-cpus 0 (or --nll-gpus 1), or add CPUs")
     files = sorted(str(p) for p in Path(cfg.trajectories).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no trajectory .parquet files in {cfg.trajectories}")
-    ds = ray.data.read_parquet(files, columns=list(TRAJECTORY_COLUMNS))
-    texts = ds.map_batches(partial(explode_sides, eval_start=cfg.eval_start, eval_end=cfg.eval_end), batch_format="pandas")
+    texts = read_trajectories(files).map_batches(
+        partial(explode_sides, eval_start=cfg.eval_start, eval_end=cfg.eval_end), batch_format="pandas")
+    if cfg.nll_model is not None:
+        texts = texts.map_batches(
+            NLLStage, fn_constructor_args=(cfg.model_dump(mode="json"),), batch_format="pandas", batch_size=64,
+            compute=ray.data.ActorPoolStrategy(size=nll_actors), num_cpus=nll_cpus, num_gpus=nll_gpus,
+        )
     labelled = texts.map_batches(
         AnnotateStage, fn_constructor_args=(cfg.model_dump(mode="json"),), batch_format="pandas", batch_size=256,
         compute=ray.data.ActorPoolStrategy(size=annotator_actors),
     )
     metrics = labelled.groupby(["event_id", "method", "seed"]).map_groups(metrics_for_trajectory, batch_format="pandas")
-    rows = sorted(metrics.to_pandas().to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
+    frame = metrics.to_pandas()
+    # A block whose values are all NaN comes back as None (Arrow stores NaN as null): make them NaN again.
+    frame = frame.astype({c: float for c in (*METRICS, *TRAJECTORY_METRICS) if c in frame})
+    rows = sorted(frame.to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
     write_summary(rows, Path(cfg.out))
     return rows
 
@@ -43,6 +73,10 @@ if __name__ == "__main__":
     parser.add_argument("--config", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--annotator-actors", type=int, default=1)
+    parser.add_argument("--nll-actors", type=int, default=1, help="actors holding the policy model for NLL")
+    parser.add_argument("--nll-cpus", type=float, default=1.0, help="CPUs each NLL actor reserves")
+    parser.add_argument("--nll-gpus", type=float, default=0.0, help="GPUs per NLL actor (0: CPU)")
     args = parser.parse_args()
-    main(load_config(EvaluateConfig, args.config, args.set), args.annotator_actors)
+    cfg = load_config(EvaluateConfig, args.config, args.set)
+    main(cfg, args.annotator_actors, args.nll_actors, args.nll_cpus, args.nll_gpus)
     sys.exit(0)

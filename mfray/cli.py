@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--annotator", choices=["offline", "llm"], help="offline (default) or llm (needs endpoint.*)")
     ev.add_argument("--eval-start", type=int, help="first evaluated agent (default 50)")
     ev.add_argument("--eval-end", type=int, help="end of the evaluated agents, exclusive (default 300)")
+    nll_flags = ev.add_mutually_exclusive_group()
+    nll_flags.add_argument("--nll-model", help="policy model scoring NLL of the real actions (default: 'default')")
+    nll_flags.add_argument("--no-nll", action="store_true", help="skip NLL (no policy model is loaded)")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -197,9 +200,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mfray.eval.run import evaluate
 
     flags = {"trajectories": args.trajectories, "out": args.out, "annotator": args.annotator,
-             "eval_start": args.eval_start, "eval_end": args.eval_end}
+             "eval_start": args.eval_start, "eval_end": args.eval_end, "nll_model": args.nll_model}
     try:
-        cfg = load_config(EvaluateConfig, args.config, args.set, _drop_none(flags))
+        off = ["nll_model=null"] if args.no_nll else []
+        cfg = load_config(EvaluateConfig, args.config, args.set + off, _drop_none(flags))
     except ConfigError as err:
         print(f"mfray evaluate: {err}", file=sys.stderr)
         return 2
@@ -211,6 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"mfray evaluate: {err}", file=sys.stderr)
             return 1
     print((Path(cfg.out) / "kl.md").read_text(encoding="utf-8"))
+    print((Path(cfg.out) / "nll.md").read_text(encoding="utf-8"))
     print(f"tables, plots and radar charts in {cfg.out}/")
     return 0
 

@@ -87,3 +87,6 @@ class StepRecord:
     warmup: bool = False
     intervention: bool = False
     prompt_hash: str = ""
+    # The policy prompt as JSON chat messages (mfray.sim.trajectory.encode_prompt), so the NLL of
+    # the real action can be scored later; None where no policy acted (warm-up, intervention).
+    policy_prompt: str | None = None

@@ -21,6 +21,12 @@ class EvaluateConfig(StrictModel):
     eval_start: int = Field(50, ge=0)
     eval_end: int = Field(300, ge=1)
     plot_window: int = Field(16, ge=1)
+    nll_model: str | None = Field(
+        "default", description="policy model scoring the NLL of real actions ('default', a .gguf file or a HF "
+        "directory, as in `mfray serve --model`); null turns NLL off")
+    nll_adapters: dict[str, str] = Field(
+        default_factory=dict, description="method -> LoRA directory: that method's actions are scored under "
+        "base model + adapter (e.g. sft: runs/adapters/sft); other methods under the base model")
 
     @model_validator(mode="after")
     def _check(self):
@@ -28,4 +34,6 @@ class EvaluateConfig(StrictModel):
             raise ValueError(f"eval_end ({self.eval_end}) must be above eval_start ({self.eval_start})")
         if self.annotator == "llm" and self.endpoint is None:
             raise ValueError("annotator 'llm' needs endpoint: {base_url, model, api_key_env}")
+        if self.nll_adapters and self.nll_model is None:
+            raise ValueError(f"nll_adapters {sorted(self.nll_adapters)} given but nll_model is null (NLL off)")
         return self

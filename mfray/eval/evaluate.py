@@ -13,11 +13,13 @@ import numpy as np
 
 from mfray.eval.annotate import Annotation, AnnotationItem, Annotator
 from mfray.eval.labels import DIMENSIONS
-from mfray.eval.metrics import dtw_distance, f1_scores, label_shares, step_windows, window_divergences
+from mfray.eval.metrics import dtw_distance, f1_scores, label_shares, relative_change, step_windows, window_divergences
 from mfray.types import StepRecord
 
-METRICS = ("kl", "wasserstein", "dtw", "macro_f1", "micro_f1")
-LOWER_IS_BETTER = {"kl": True, "wasserstein": True, "dtw": True, "macro_f1": False, "micro_f1": False}
+METRICS = ("kl", "wasserstein", "dtw", "macro_f1", "micro_f1")  # one value per dimension
+TRAJECTORY_METRICS = ("nll_token", "nll_action")  # one value per trajectory (mfray.eval.nll)
+LOWER_IS_BETTER = {"kl": True, "wasserstein": True, "dtw": True, "macro_f1": False, "micro_f1": False,
+                   "nll_token": True, "nll_action": True}
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,25 @@ def summarise(rows: list[dict], metric: str) -> tuple[list[str], dict[str, dict[
         for method in methods:
             table[method]["vs_state"] = (table[method]["mean"] - base) / abs(base)
     return methods, table
+
+
+def summarise_events(rows: list[dict], metric: str) -> tuple[list[str], list[str], dict[str, dict[str, float]]]:
+    """For a per-trajectory metric (repeated on each dimension row of its trajectory): the mean
+    over seeds per method and event, the mean over events ("mean") and its relative change
+    against `state` ("vs_state"). Returns (methods, events, table). NaNs are left out."""
+    per_trajectory = {(r["event_id"], r["method"], r["seed"]): r.get(metric, float("nan")) for r in rows}
+    methods = sorted({m for _, m, _ in per_trajectory})
+    events = sorted({e for e, _, _ in per_trajectory})
+    table: dict[str, dict[str, float]] = {}
+    for method in methods:
+        cells = {}
+        for event in events:
+            values = [v for (e, m, _), v in per_trajectory.items() if (e, m) == (event, method) and not np.isnan(v)]
+            cells[event] = float(np.mean(values)) if values else float("nan")
+        present = [v for v in cells.values() if not np.isnan(v)]
+        cells["mean"] = float(np.mean(present)) if present else float("nan")
+        table[method] = cells
+    base = table.get("state", {}).get("mean", float("nan"))
+    for method in methods:
+        table[method]["vs_state"] = relative_change(table[method]["mean"], base)  # NaN without a state baseline
+    return methods, events, table

@@ -133,12 +133,17 @@ def f1_scores(real: Sequence[str | None], sim: Sequence[str | None]) -> tuple[fl
 def nll(token_logprobs: Sequence[Sequence[float]]) -> tuple[float, float]:
     """(per-token NLL, per-action NLL) of real actions given their prompts: the first averages
     over all tokens of all actions, the second averages each action's summed NLL."""
-    actions = [lp for lp in token_logprobs if len(lp)]
-    if not actions:
+    return nll_from_sums([sum(lp) for lp in token_logprobs], [len(lp) for lp in token_logprobs])
+
+
+def nll_from_sums(sums: Sequence[float], counts: Sequence[int]) -> tuple[float, float]:
+    """`nll` from each action's summed log-prob and token count (what a pipeline stage keeps
+    instead of every token's log-prob). Actions of zero tokens carry no likelihood: left out."""
+    kept = [(s, n) for s, n in zip(sums, counts, strict=True) if n]
+    if not kept:
         return float("nan"), float("nan")
-    total_tokens = sum(len(lp) for lp in actions)
-    per_token = -sum(sum(lp) for lp in actions) / total_tokens
-    per_action = -float(np.mean([sum(lp) for lp in actions]))
+    per_token = -sum(s for s, _ in kept) / sum(n for _, n in kept)
+    per_action = -float(np.mean([s for s, _ in kept]))
     return float(per_token), per_action
 
 

@@ -9,12 +9,14 @@ from typing import Sequence
 
 import numpy as np
 
-from mfray.eval.evaluate import LOWER_IS_BETTER, METRICS, summarise
+from mfray.eval.evaluate import LOWER_IS_BETTER, METRICS, TRAJECTORY_METRICS, summarise, summarise_events
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.metrics import label_shares, nearest_windows
+from mfray.eval.nll import nll_note
 
 METRIC_TITLES = {"kl": "KL divergence", "wasserstein": "Wasserstein distance", "dtw": "DTW distance",
-                 "macro_f1": "Macro-F1", "micro_f1": "Micro-F1"}
+                 "macro_f1": "Macro-F1", "micro_f1": "Micro-F1",
+                 "nll_token": "NLL per token of the real action (nats)", "nll_action": "NLL per real action (nats)"}
 
 
 def _fmt(value: float, percent: bool = False) -> str:
@@ -50,6 +52,32 @@ def write_metric_table(rows: list[dict], metric: str, out_dir: Path) -> str:
         writer.writerow(["method"] + columns)
         for method in methods:
             writer.writerow([method] + [table[method].get(c, "") for c in columns])
+    return md
+
+
+def write_nll_table(rows: list[dict], out_dir: Path) -> str:
+    """NLL has no dimensions: methods x events, the mean over events and its change against
+    `state`, per token and per action. Writes nll.md and nll.csv (long: metric, method, column,
+    value); returns the Markdown, headed by why NLL is missing or partial when it is."""
+    note = nll_note(rows)
+    lines, records = [], []
+    for metric in TRAJECTORY_METRICS:
+        methods, events, table = summarise_events(rows, metric)
+        columns = events + ["mean", "vs_state"]
+        arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
+        lines += [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for method in methods:
+            cells = [_fmt(table[method][c], percent=c == "vs_state") for c in columns]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            records += [(metric, method, c, table[method][c]) for c in columns]
+        lines.append("")
+    md = (f"{note}\n\n" if note else "") + "\n".join(lines)
+    (out_dir / "nll.md").write_text(md, encoding="utf-8")
+    with (out_dir / "nll.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["metric", "method", "column", "value"])
+        writer.writerows(records)
     return md
 
 
@@ -94,7 +122,10 @@ def _shares(labels: Sequence[str | None], label: str, label_set: Sequence[str], 
 
 
 def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
-    """Radar chart of methods over the eight dimensions for one metric."""
+    """Radar chart of methods over the eight dimensions for one metric (raw values, no
+    normalisation: read with the title's better direction)."""
+    if metric not in METRICS:
+        raise ValueError(f"a radar chart needs a per-dimension metric ({METRICS}); {metric!r} has no dimensions")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,9 +153,10 @@ def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
 
 def write_summary(rows: list[dict], out_dir: Path) -> None:
     """Everything both evaluation paths write from metric rows: the raw CSV, one table per
-    metric, summary.md, and radar charts of KL and macro-F1."""
+    metric (NLL's per event), summary.md, and radar charts of KL and macro-F1."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_raw_csv(rows, out_dir / "metrics_raw.csv")
-    (out_dir / "summary.md").write_text("\n".join(write_metric_table(rows, m, out_dir) for m in METRICS), encoding="utf-8")
+    tables = [write_metric_table(rows, m, out_dir) for m in METRICS] + [write_nll_table(rows, out_dir)]
+    (out_dir / "summary.md").write_text("\n".join(tables), encoding="utf-8")
     for metric in ("kl", "macro_f1"):
         plot_radar(rows, metric, out_dir / f"radar_{metric}.png")

@@ -9,7 +9,9 @@ from mfray.eval.annotate import Annotator, CachedAnnotator
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
+from mfray.eval.nll import build_scorer, score_records, trajectory_nll
 from mfray.eval.report import plot_trajectories, write_summary
+from mfray.llm.base import LLM
 from mfray.sim.trajectory import read_trajectory
 
 
@@ -30,13 +32,18 @@ def build_annotator(cfg: EvaluateConfig) -> Annotator:
     return CachedAnnotator(inner, cache)
 
 
-def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=None) -> list[dict]:
+def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=None, scorer: LLM | None = None) -> list[dict]:
     """Metric rows (event, method, seed, dimension, metrics...) for every trajectory file, and
-    the report files under cfg.out. Returns the rows."""
+    the report files under cfg.out. Returns the rows. The NLL columns (mfray.eval.nll) are
+    present when cfg.nll_model is set; `scorer` replaces the model it names (already loaded)."""
     files = sorted(Path(cfg.trajectories).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no trajectory .parquet files in {cfg.trajectories} (run mfray simulate --out there)")
     annotator = annotator or build_annotator(cfg)
+    if cfg.nll_model is None:
+        scorer = None
+    elif scorer is None:
+        scorer = build_scorer(cfg)
     out = Path(cfg.out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     rng = EvalRange(cfg.eval_start, cfg.eval_end)
@@ -48,8 +55,9 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
             continue
         real, sim = asyncio.run(annotate_records(records, annotator))
         head = records[0]
+        extra = {} if scorer is None else trajectory_nll(asyncio.run(score_records(records, scorer, cfg.nll_adapters)))
         for row in trajectory_metrics([r.step for r in records], real, sim):
-            rows.append({"event_id": head.event_id, "method": head.method, "seed": head.seed, **row})
+            rows.append({"event_id": head.event_id, "method": head.method, "seed": head.seed, **row, **extra})
         plot = per_event.setdefault(head.event_id, {"index": [r.agent_index for r in records], "real": real, "sim": {}})
         if [r.agent_index for r in records] == plot["index"]:  # plot one seed per method, same agents
             plot["sim"].setdefault(head.method, sim)

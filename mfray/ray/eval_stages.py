@@ -1,5 +1,6 @@
-"""Evaluation as Ray Data stages: explode trajectories into texts, annotate them in an actor
-pool (`map_batches`), compute metrics per trajectory (`groupby().map_groups`).
+"""Evaluation as Ray Data stages: explode trajectories into texts, score the real actions' NLL
+and annotate them in actor pools (`map_batches`), compute metrics per trajectory
+(`groupby().map_groups`).
 
 Each stage declares the columns it reads; the work itself is the same pure code the single
 process path runs (mfray.eval.evaluate), so both give identical numbers.
@@ -16,17 +17,21 @@ from mfray.eval.annotate import Annotation, AnnotationItem
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import EvalRange, evaluated, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
+from mfray.eval.nll import build_scorer, method_adapter, nll_pair, score_pairs, trajectory_nll
 from mfray.sim.trajectory import table_to_records
 
 TRAJECTORY_COLUMNS = ("event_id", "method", "seed", "language", "topic", "step", "agent_index",
-                      "real_text", "simulated_text", "failed", "warmup")
-TEXT_COLUMNS = ("event_id", "method", "seed", "step", "agent_index", "side", "text", "topic", "language")
+                      "real_text", "simulated_text", "failed", "warmup", "policy_prompt")
+TEXT_COLUMNS = ("event_id", "method", "seed", "step", "agent_index", "side", "text", "topic", "language",
+                "policy_prompt")
 LABEL_COLUMNS = tuple(f"label_{d}" for d in DIMENSIONS)
+NLL_STAGE_COLUMNS = ("nll_sum", "nll_tokens")  # NLLStage's output: summed log-prob (NaN: unscored), tokens
 
 
 def explode_sides(batch: pd.DataFrame, eval_start: int, eval_end: int) -> pd.DataFrame:
-    """Reads TRAJECTORY_COLUMNS; returns TEXT_COLUMNS: one row per evaluated agent and side
-    ("real", "sim"); a failed generation's sim row has text None (it stays, to be counted)."""
+    """Reads TRAJECTORY_COLUMNS (policy_prompt may be absent: files older than it); returns
+    TEXT_COLUMNS: one row per evaluated agent and side ("real", "sim"); a failed generation's sim
+    row has text None (it stays, to be counted). Only the real row carries the policy prompt."""
     import pyarrow as pa
 
     from mfray.sim.trajectory import SCHEMA
@@ -37,8 +42,8 @@ def explode_sides(batch: pd.DataFrame, eval_start: int, eval_end: int) -> pd.Dat
     for r in evaluated(table_to_records(table), EvalRange(eval_start, eval_end)):
         base = {"event_id": r.event_id, "method": r.method, "seed": r.seed, "step": r.step,
                 "agent_index": r.agent_index, "topic": r.topic, "language": r.language}
-        rows.append({**base, "side": "real", "text": r.real_text})
-        rows.append({**base, "side": "sim", "text": None if r.failed else r.simulated_text})
+        rows.append({**base, "side": "real", "text": r.real_text, "policy_prompt": r.policy_prompt})
+        rows.append({**base, "side": "sim", "text": None if r.failed else r.simulated_text, "policy_prompt": None})
     return pd.DataFrame(rows, columns=list(TEXT_COLUMNS))
 
 
@@ -63,9 +68,33 @@ class AnnotateStage:
         return batch
 
 
+class NLLStage:
+    """`map_batches` actor: reads ("side", "method", "text", "policy_prompt"), adds
+    NLL_STAGE_COLUMNS for real rows (sim rows and real rows without a prompt: NaN, 0). One policy
+    engine per actor (cfg.nll_model and its adapters), loaded once."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = EvaluateConfig.model_validate(cfg)
+        self.scorer = build_scorer(self.cfg)
+        if self.scorer is None:
+            raise ValueError("NLLStage needs nll_model set (it is null: NLL is off, leave the stage out)")
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        sums, tokens = [float("nan")] * len(batch), [0] * len(batch)
+        for method in sorted(set(batch["method"])):
+            rows = [i for i in range(len(batch)) if batch["side"].iat[i] == "real" and batch["method"].iat[i] == method]
+            pairs = [nll_pair(_none(batch["policy_prompt"].iat[i]), _none(batch["text"].iat[i])) for i in rows]
+            scored = asyncio.run(score_pairs(pairs, self.scorer, method_adapter(method, self.cfg.nll_adapters)))
+            for i, total in zip(rows, scored):
+                if total is not None:
+                    sums[i], tokens[i] = total
+        return batch.assign(nll_sum=sums, nll_tokens=tokens)
+
+
 def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
-    """`map_groups` over one (event, method, seed): reads "side", "step", "agent_index" and
-    LABEL_COLUMNS; returns one metrics row per dimension."""
+    """`map_groups` over one (event, method, seed): reads "side", "step", "agent_index",
+    LABEL_COLUMNS and, when the NLL stage ran, NLL_STAGE_COLUMNS; returns one metrics row per
+    dimension (with the trajectory's NLL columns on each, as the single-process path does)."""
     group = group.sort_values(["agent_index", "side"])
     real = group[group["side"] == "real"]
     sim = group[group["side"] == "sim"]
@@ -83,7 +112,12 @@ def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
 
     head = group.iloc[0]
     rows = trajectory_metrics(list(real["step"]), annotations(real), annotations(sim))
-    return pd.DataFrame([{"event_id": head["event_id"], "method": head["method"], "seed": int(head["seed"]), **r} for r in rows])
+    extra = {}
+    if "nll_sum" in group:
+        totals = [None if pd.isna(s) else (float(s), int(n)) for s, n in zip(real["nll_sum"], real["nll_tokens"])]
+        extra = trajectory_nll(totals)
+    return pd.DataFrame([{"event_id": head["event_id"], "method": head["method"], "seed": int(head["seed"]), **r, **extra}
+                         for r in rows])
 
 
 def _none(value):

@@ -23,9 +23,10 @@ from typing import Literal
 
 from mfray.data.state import state_text
 from mfray.llm.base import Generation, Prompt, SamplingParams
-from mfray.prompts.render import prompt_hash, render_chat
+from mfray.prompts.render import mean_field_chat, policy_chat, prompt_hash
 from mfray.sim.config import RolloutConfig
 from mfray.sim.context import WindowAction, derive_seed, select_popular, select_recent, signal_at
+from mfray.sim.trajectory import encode_prompt
 from mfray.types import Event, Profile, StepRecord
 
 STATE_VERSION = 1
@@ -269,6 +270,7 @@ class EventRollout:
                     warmup=a.source == "real",
                     intervention=a.source == "intervention",
                     prompt_hash=prompt_hash(a.prompt) if a.prompt is not None else "",
+                    policy_prompt=encode_prompt(a.prompt) if a.prompt is not None else None,
                 )
             )
             if a.text is not None:
@@ -284,17 +286,14 @@ class EventRollout:
     # ---- prompts -----------------------------------------------------------------------------
     def _policy_prompt(self, agent: _Agent) -> Prompt:
         method = self.cfg.method
-        return render_chat(
-            "policy",
+        return policy_chat(
             self.event.language,
-            topic=self.event.topic_text,
+            self.event.topic_text,
+            agent.state,
             mean_field=self.mean_field if self.cfg.uses_mean_field else "",
             signal=signal_at(self.cfg.signals, self.step),
             recent=select_recent(self.window, self.cfg.recent_k) if method == "recent" else [],
             popular=select_popular(self.window, self.cfg.popular_k, self.cfg.popular_window) if method == "popular" else [],
-            latent_state=None,
-            latent_distribution=None,
-            state=agent.state,
         )
 
     def _mean_field_prompt(self) -> Prompt:
@@ -303,11 +302,6 @@ class EventRollout:
             for a in self._agents
             if a.text is not None
         ]
-        return render_chat(
-            "mean_field",
-            self.event.language,
-            topic=self.event.topic_text,
-            previous=self.mean_field,
-            signal=signal_at(self.cfg.signals, self.step),
-            comments=comments,
+        return mean_field_chat(
+            self.event.language, self.event.topic_text, self.mean_field, comments, signal=signal_at(self.cfg.signals, self.step)
         )

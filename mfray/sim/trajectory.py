@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mfray.llm.base import Prompt
 from mfray.types import StepRecord
 
 SCHEMA = pa.schema(
@@ -31,8 +33,20 @@ SCHEMA = pa.schema(
         ("warmup", pa.bool_()),
         ("intervention", pa.bool_()),
         ("prompt_hash", pa.string()),
+        ("policy_prompt", pa.string()),  # absent from files written before it existed: read as null
     ]
 )
+
+
+def encode_prompt(prompt: Prompt) -> str:
+    """A policy prompt as stored in a trajectory: the JSON of its chat messages, not the text of
+    one model's chat template, so any model can score it later. Its sha256 is the prompt_hash."""
+    return json.dumps(prompt, ensure_ascii=False, sort_keys=True)
+
+
+def decode_prompt(text: str) -> Prompt:
+    """The prompt `encode_prompt` stored."""
+    return json.loads(text)
 
 
 def records_to_table(records: list[StepRecord]) -> pa.Table:

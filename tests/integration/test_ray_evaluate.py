@@ -8,34 +8,48 @@ import random
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from mfray.data import load_events
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.run import evaluate
-from mfray.sim.trajectory import trajectory_path, write_trajectory
+from mfray.prompts.render import render_chat
+from mfray.sim.trajectory import encode_prompt, trajectory_path, write_trajectory
 from mfray.types import StepRecord
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a package on the path
 
 
-def make_trajectories(data_dir, out: Path) -> None:
-    """Two methods on one real Twitter event; the 'simulated' posts are other real tweets of the
-    event, drawn with a fixed seed (this tests the pipeline's bookkeeping, not a simulator)."""
+def make_trajectories(data_dir, out: Path, methods=(("state", 0), ("mf", 0)), old_format=()) -> list[StepRecord]:
+    """Methods on one real Twitter event; the 'simulated' posts are other real tweets of the
+    event, drawn with a fixed seed (this tests the pipeline's bookkeeping, not a simulator). Each
+    simulated agent records the policy prompt rendered as the rollout renders it; methods in
+    `old_format` are written without the policy_prompt column, as files from before it were."""
     event = load_events([data_dir / "twitter_rumdect/E102.json"])[0][0]
     texts = [p.text for p in event.responses]
-    for method, seed in [("state", 0), ("mf", 0)]:
+    written = []
+    for method, seed in methods:
         rng = random.Random(method)
         records = []
         for j in range(96):
             failed = method == "mf" and j == 70
+            warm = j < 48
+            prompt = render_chat("policy", event.language, topic=event.topic_text, mean_field=f"step {j // 16}" if method == "mf" else "",
+                                 signal=None, recent=[], popular=[], latent_state=None, latent_distribution=None,
+                                 state=f"followers: {j}")
             records.append(StepRecord(
                 event_id=event.event_id, method=method, seed=seed, language=event.language, topic=event.topic_text,
-                step=j // 16, agent_index=j, real_text=texts[j], simulated_text=None if j < 48 or failed else rng.choice(texts),
-                mean_field="", signal=None, state_text="", failed=failed, warmup=j < 48,
+                step=j // 16, agent_index=j, real_text=texts[j], simulated_text=None if warm or failed else rng.choice(texts),
+                mean_field="", signal=None, state_text="", failed=failed, warmup=warm,
+                policy_prompt=None if warm else encode_prompt(prompt),
             ))
-        write_trajectory(records, trajectory_path(out, event.event_id, method, seed))
+        path = write_trajectory(records, trajectory_path(out, event.event_id, method, seed))
+        if method in old_format:
+            pq.write_table(pq.read_table(path).drop(["policy_prompt"]), path)
+        written += records
+    return written
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +61,33 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_stages_equal_single_process(data_dir, tmp_path, local_ray):
+def test_ray_stages_equal_single_process(data_dir, tmp_path, local_ray, tiny_model_dir):
     from jobs.evaluate import main as ray_main
 
-    make_trajectories(data_dir, tmp_path / "traj")
-    cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "single"), eval_start=50, eval_end=96)
+    # "recent" is an old-format file (no policy_prompt column): its NLL is missing in both paths.
+    make_trajectories(data_dir, tmp_path / "traj", methods=(("state", 0), ("mf", 0), ("recent", 0)), old_format=("recent",))
+    cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "single"), eval_start=50, eval_end=96,
+                         nll_model=str(tiny_model_dir))
     single = evaluate(cfg)
-    distributed = ray_main(cfg.model_copy(update={"out": str(tmp_path / "ray")}))
-    assert len(single) == len(distributed) == 2 * 8
+    ray_cfg = cfg.model_copy(update={"out": str(tmp_path / "ray")})
+    # This Ray has 2 CPUs: the annotator actor's and one for tasks. An NLL actor reserving a third
+    # would wait forever; main says so up front, and the tiny model's actor can reserve none.
+    with pytest.raises(ValueError, match="has 2 CPUs but the actor pools plus one task CPU need 3"):
+        ray_main(ray_cfg)
+    distributed = ray_main(ray_cfg, nll_cpus=0)
+    assert len(single) == len(distributed) == 3 * 8
     key = lambda r: (r["method"], r["dimension"])  # noqa: E731
     for a, b in zip(sorted(single, key=key), sorted(distributed, key=key)):
         assert key(a) == key(b)
-        for metric in ("kl", "wasserstein", "dtw", "macro_f1", "micro_f1", "agents", "missing_sim"):
+        for metric in ("kl", "wasserstein", "dtw", "macro_f1", "micro_f1", "agents", "missing_sim",
+                       "nll_token", "nll_action", "nll_actions", "nll_unscored"):
             assert (math.isnan(a[metric]) and math.isnan(b[metric])) or a[metric] == pytest.approx(b[metric]), (key(a), metric)
     mf_rows = [r for r in single if r["method"] == "mf"]
     assert all(r["missing_sim"] >= 1 for r in mf_rows)  # the failed generation is counted, not dropped
-    for name in ("kl.md", "kl.csv", "summary.md", "radar_kl.png"):
+    nll_by_method = {r["method"]: r for r in distributed}
+    assert nll_by_method["mf"]["nll_actions"] == 46 and nll_by_method["state"]["nll_token"] > 0
+    assert math.isnan(nll_by_method["recent"]["nll_token"]) and nll_by_method["recent"]["nll_unscored"] == 46
+    for name in ("kl.md", "kl.csv", "nll.md", "summary.md", "radar_kl.png"):
         assert (tmp_path / "ray" / name).is_file() and (tmp_path / "single" / name).is_file()
+    assert (tmp_path / "ray" / "nll.md").read_text() == (tmp_path / "single" / "nll.md").read_text()
     assert len(list((tmp_path / "single" / "plots").glob("*.png"))) == 8
