@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-unit bench clean
+.PHONY: venv demo test test-unit bench clean gpu-bundle
 
 venv: $(STAMP)
 
@@ -33,3 +33,22 @@ bench: venv
 
 clean:
 	rm -rf $(VENV)
+
+# Everything the GPU check needs that the GPU machine's image lacks (it has torch, transformers,
+# peft, accelerate; no network): DeepSpeed (pure Python, DS_BUILD_OPS=0), pydantic, hjson, pytest,
+# and the default model's tokenizer (the check builds a random model of the same architecture).
+# The Weibo training events go along (gpu_bundle/data, ignored by git) since ../shared is not there.
+# Then, on the GPU machine: PYTHONPATH=gpu_bundle/site:. MFRAY_GPU_TOKENIZER=gpu_bundle/tokenizer \
+#   MFRAY_DATA=gpu_bundle/data python -m pytest -q -p no:cacheprovider tests/gpu
+gpu-bundle: venv
+	rm -rf gpu_bundle && mkdir -p gpu_bundle/site gpu_bundle/tokenizer gpu_bundle/wheels
+	$(PY) -c "from mfray.llm.models import resolve_model_dir; print(resolve_model_dir('default'))" > gpu_bundle/model_dir
+	cp $$(cat gpu_bundle/model_dir)/tokenizer* $$(cat gpu_bundle/model_dir)/chat_template.jinja gpu_bundle/tokenizer/
+	$(PIP) download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 --no-deps \
+	  -d gpu_bundle/wheels pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
+	  hjson==3.1.0 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0 pytest-timeout==2.4.0 pytest-asyncio==1.5.0
+	cd gpu_bundle/site && for w in ../wheels/*.whl; do $(CURDIR)/$(PY) -m zipfile -e $$w .; done
+	cp -r $$($(PY) -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('deepspeed').origin))") gpu_bundle/site/
+	mkdir -p gpu_bundle/data/weibo_rumdect && cp -r $${MFRAY_DATA:-../shared/data}/weibo_rumdect/train gpu_bundle/data/weibo_rumdect/
+	find gpu_bundle -name __pycache__ -prune -exec rm -rf {} + ; rm -rf gpu_bundle/wheels
+	du -sh gpu_bundle

@@ -21,6 +21,7 @@ reported as usual.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -187,15 +188,20 @@ def json_error(e: json.JSONDecodeError, text: str, path: str, position: str | No
 
 
 def iter_event_files(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Problem]]:
-    """Expand files and directories (walked recursively for .json, .jsonl, .parquet, skipping
-    hidden entries and other files such as README.md), each file once, in sorted order.
-    A missing path or an explicitly named non-event file is a problem."""
+    """Expand files, directories (walked recursively for .json, .jsonl, .parquet, skipping
+    hidden entries and other files such as README.md) and glob patterns (`data/E[2-9]*.json`),
+    each file once, in sorted order. A missing path, a pattern matching nothing or an explicitly
+    named non-event file is a problem."""
     files: list[Path] = []
     problems: list[Problem] = []
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if any(c in str(raw) for c in "*?[") and not path.exists():
+            found = sorted(p for p in map(Path, glob.glob(str(raw))) if p.suffix in EVENT_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(Problem(str(raw), None, "path", "pattern matches no event file"))
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*")
                            if p.suffix in EVENT_SUFFIXES and p.is_file()
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))

@@ -136,10 +136,10 @@ class _DeepSpeedBackend:
         pass
 
     def save(self, ckpt: Path, rank: int):
-        self.engine.save_checkpoint(str(ckpt / "deepspeed"), tag="latest")  # every rank: its ZeRO partition
+        self.engine.save_checkpoint(str(ckpt / "deepspeed"), tag="state", exclude_frozen_parameters=True)  # every rank: its ZeRO partition
 
     def load(self, ckpt: Path):
-        self.engine.load_checkpoint(str(ckpt / "deepspeed"), tag="latest", load_module_strict=False)
+        self.engine.load_checkpoint(str(ckpt / "deepspeed"), tag="state", load_module_strict=False)
 
 
 def save_adapters(model, names, out: Path) -> None:
@@ -200,7 +200,8 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"worker-{ctx.rank}.jsonl"
     with log.open("a") as f:
-        f.write(json.dumps({"event": "start", "pid": os.getpid(), "update": start, "resumed": ctx.restore_dir is not None}) + "\n")
+        f.write(json.dumps({"event": "start", "pid": os.getpid(), "update": start, "resumed": ctx.restore_dir is not None,
+                            "backend": backend_name, "dtype": str(dtype).removeprefix("torch."), "device": ctx.device}) + "\n")
 
     for update in range(start, cfg.steps):
         began = time.perf_counter()

@@ -15,8 +15,8 @@ pytestmark = [
 ]
 
 
-def test_cuda_generation_and_scoring_match_unbatched():
-    engine = LocalEngine.load("default", device="cuda")
+def test_cuda_generation_and_scoring_match_unbatched(gpu_model_dir):
+    engine = LocalEngine.load(str(gpu_model_dir), device="cuda")
     assert next(engine.model.parameters()).dtype == torch.bfloat16
     prompts = [[{"role": "user", "content": "Reply briefly: " + "is the water safe? " * (i + 1)}] for i in range(8)]
     gens = engine.generate_sync(prompts, SamplingParams(max_new_tokens=12, seed=0, first_line=True))

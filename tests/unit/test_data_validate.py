@@ -113,3 +113,11 @@ def test_utf8_bom_is_accepted(data_dir, tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + (data_dir / "twitter_rumdect/E102.json").read_bytes())
     events, problems = load_events([path])
     assert problems == [] and [e.event_id for e in events] == ["bom"]
+
+
+def test_glob_patterns_expand_and_an_empty_pattern_is_a_problem(data_dir):
+    from mfray.data.validate import iter_event_files
+
+    files, problems = iter_event_files([str(data_dir / "weibo_rumdect/t*/*.json"), str(data_dir / "no_such_*.json")])
+    assert len(files) == 11 and all(f.suffix == ".json" for f in files)  # 5 test + 6 train events
+    assert [(p.field, p.message) for p in problems] == [("path", "pattern matches no event file")]

@@ -1,0 +1,56 @@
+"""Held-out evidence for a training run: NLL of real actions under the policy, before vs after.
+
+"Before" is the base model with adapters disabled, which is exactly the untrained adapters
+(LoRA B starts at zero). For IB-Tune the policy sees the mean field its own mean-field model
+writes while reading the event's real actions step by step (as in a forecast from real history);
+for SFT it sees the `state` prompt. Per token (pooled over action tokens) and per action.
+"""
+
+from __future__ import annotations
+
+from mfray.llm.local import LocalEngine
+from mfray.prompts.render import mean_field_chat, policy_chat
+from mfray.sim.context import derive_seed
+from mfray.config import SamplingConfig
+from mfray.train.config import TrainConfig
+from mfray.train.samples import event_actions
+from mfray.types import Event
+
+
+def heldout_nll(engine: LocalEngine, events: list[Event], cfg: TrainConfig, tuned: bool) -> dict:
+    """Score agents heldout_start .. heldout_start + heldout_steps * N_t of every event under the
+    policy (tuned adapters, or the base model when tuned is False)."""
+    policy = cfg.policy_adapter if tuned else None
+    mean_field_adapter = "ib_mean_field" if (tuned and cfg.mode == "ibtune") else None
+    sampling = SamplingConfig(temperature=0.1, max_new_tokens=cfg.summary_max_tokens, first_line=False)
+    n = cfg.agents_per_step
+    total_logp, tokens, per_action = 0.0, 0, []
+    for event in events:
+        actions = event_actions(event, cfg.heldout_start + cfg.heldout_steps * n)
+        steps = [actions[i : i + n] for i in range(0, len(actions), n)]
+        mean_field = ""
+        for t, step in enumerate(steps):
+            scored = step[max(0, cfg.heldout_start - t * n):]
+            if scored:
+                prompts = [policy_chat(event.language, event.topic_text, a.state,
+                                       mean_field=mean_field if cfg.mode == "ibtune" else "") for a in scored]
+                for lps in engine.score_sync(prompts, [a.text for a in scored], adapter=policy):
+                    if lps:
+                        total_logp += sum(lps)
+                        tokens += len(lps)
+                        per_action.append(-sum(lps) / len(lps))
+            if cfg.mode == "ibtune" and t + 1 < len(steps):
+                comments = [{"text": a.text, "state": a.state if cfg.mean_field_states else ""} for a in step]
+                prompt = mean_field_chat(event.language, event.topic_text, mean_field, comments)
+                gen = engine.generate_sync([prompt], sampling.params(derive_seed(cfg.seed, "heldout", event.event_id, t)),
+                                           adapter=mean_field_adapter)[0]
+                mean_field = gen.text.strip() or mean_field  # a failed summary keeps m_t, as in simulation
+    if tokens == 0:
+        raise ValueError(f"no held-out action tokens: events have fewer than {cfg.heldout_start + 1} agents")
+    return {
+        "events": len(events),
+        "actions": len(per_action),
+        "tokens": tokens,
+        "nll_per_token": -total_logp / tokens,
+        "nll_per_action": sum(per_action) / len(per_action),
+    }
