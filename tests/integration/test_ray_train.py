@@ -1,8 +1,10 @@
 """IB-Tune on a real local Ray Train cluster: 2 CPU workers (gloo), a tiny Llama, real Weibo
-training events; one worker is SIGKILLed mid-run and the group resumes from the last checkpoint."""
+training events; one worker is SIGKILLed mid-run and the group resumes from the last checkpoint;
+the held-out NLL is scored and the trained adapters drive an mf_ibtune rollout."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,17 +19,6 @@ from mfray.train.config import TrainConfig
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def records(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -35,8 +26,11 @@ def records(path: Path) -> list[dict]:
 
 
 def test_two_workers_train_resume_after_kill_and_adapters_load(local_ray, data_dir, tiny_model_dir, tmp_path):
+    from mfray.data import load_events
     from mfray.llm.local import LocalEngine
-    from mfray.ray.train import fit
+    from mfray.ray.train import run_training
+    from mfray.sim.config import RolloutConfig
+    from mfray.sim.driver import run_event
 
     train_dir = data_dir / "weibo_rumdect/train"
     cfg = TrainConfig.model_validate({
@@ -45,6 +39,7 @@ def test_two_workers_train_resume_after_kill_and_adapters_load(local_ray, data_d
         "agents_per_step": 4, "horizon": 16, "summaries": 2, "summary_max_tokens": 6,
         "lora": {"rank": 4, "alpha": 8}, "lr": 1e-3, "steps": 10, "checkpoint_every": 2,
         "workers": 2, "cpus_per_worker": 1.0, "max_failures": 1,
+        "heldout_events": [str(data_dir / "weibo_rumdect/test/3476055656644087.json")], "heldout_start": 8, "heldout_steps": 2,
     })
     log1 = tmp_path / "run" / "worker-1.jsonl"
     killed: list[int] = []
@@ -61,11 +56,11 @@ def test_two_workers_train_resume_after_kill_and_adapters_load(local_ray, data_d
 
     killer = threading.Thread(target=kill_rank1_after_update_3, daemon=True)
     killer.start()
-    result = fit(cfg)
+    summary = run_training(cfg)  # raises if Ray Train reports an error
     killer.join(timeout=5)
 
     assert killed, "the run finished before rank 1 could be killed"
-    assert result.error is None and result.checkpoint is not None
+    assert list((tmp_path / "run/ray/mfray-ibtune").glob("checkpoint_*"))
     log = records(log1)
     starts = [r for r in log if r["event"] == "start"]
     assert len(starts) == 2 and not starts[0]["resumed"] and starts[1]["resumed"]
@@ -75,9 +70,18 @@ def test_two_workers_train_resume_after_kill_and_adapters_load(local_ray, data_d
     for name in ("ib_policy", "ib_mean_field"):
         assert (tmp_path / "run/adapters" / name / "adapter_config.json").exists()
 
-    # The adapters load into the engine under the names the mf_ibtune method looks up.
-    engine = LocalEngine.load(str(tiny_model_dir), adapters={
-        "ib_policy": str(tmp_path / "run/adapters/ib_policy"), "ib_mean_field": str(tmp_path / "run/adapters/ib_mean_field")})
-    base = engine.score_sync([[{"role": "user", "content": "hi"}]], ["hello there"])[0]
-    tuned = engine.score_sync([[{"role": "user", "content": "hi"}]], ["hello there"], adapter="ib_policy")[0]
-    assert len(base) == len(tuned) and base != tuned  # trained adapters change the model
+    assert (tmp_path / "run/training_curves.png").stat().st_size > 10_000
+    before, after = summary["heldout_before"], summary["heldout_after"]
+    assert before["actions"] == after["actions"] == 8  # agents 8..15: 2 steps of 4 and before["tokens"] == after["tokens"]
+    assert before["nll_per_token"] != after["nll_per_token"]  # the trained policy scores differently
+
+    # The adapters load into the engine under the names the mf_ibtune method looks up, and drive it.
+    engine = LocalEngine.load(str(tiny_model_dir), adapters=summary["adapters"])
+    (event,), _ = load_events([data_dir / "twitter_rumdect/E102.json"])
+    rollout = RolloutConfig(method="mf_ibtune", horizon=16, agents_per_step=4, sim_start=8,
+                            policy={"max_new_tokens": 4}, mean_field={"max_new_tokens": 6, "first_line": False, "temperature": 0.1})
+    assert rollout.adapters() == ("ib_policy", "ib_mean_field")
+    steps = asyncio.run(run_event(event, engine, rollout))
+    simulated = [r for r in steps if not r.warmup]
+    assert len(simulated) == 8 and all(r.method == "mf_ibtune" for r in simulated)
+    assert simulated[-1].mean_field  # written by the tuned mean-field adapter
