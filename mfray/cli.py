@@ -250,7 +250,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"mfray train: {err}", file=sys.stderr)
         return 2
-    ray.init(address=args.address) if args.address else ray.init(include_dashboard=False)
+    # "local": a fresh single-machine cluster, never a stray one found on this machine
+    ray.init(address=args.address or "local", include_dashboard=False if not args.address else None)
     print(json.dumps(run_training(cfg), indent=2))
     return 0
 
