@@ -46,11 +46,23 @@ def _worker_entry(config: dict) -> None:
                                                 restore_dir=Path(restore), scratch=Path(scratch)))
 
 
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Ray Train workers run in their own working directory: relative paths (and glob patterns)
+    are made absolute against the driver's."""
+    def absolute(path: str) -> str:
+        return str(Path(path).absolute())
+
+    model = cfg.model if cfg.model == "default" or not Path(cfg.model).exists() else absolute(cfg.model)
+    return cfg.model_copy(update={
+        "out": str(Path(cfg.out).resolve()), "model": model,
+        "train_events": [absolute(p) for p in cfg.train_events], "heldout_events": [absolute(p) for p in cfg.heldout_events]})
+
+
 def fit(cfg: TrainConfig, name: str | None = None):
     """Run training on the connected Ray cluster; returns Ray Train's Result. Rerunning with the
     same `out` and name continues from the last checkpoint of the earlier run."""
-    out = Path(cfg.out).resolve()
-    cfg = cfg.model_copy(update={"out": str(out)})
+    cfg = with_absolute_paths(cfg)
+    out = Path(cfg.out)
     trainer = TorchTrainer(
         _worker_entry,
         train_loop_config={"cfg": cfg.model_dump(mode="json")},
@@ -77,11 +89,13 @@ def run_training(cfg: TrainConfig) -> dict:
     from mfray.llm.local import LocalEngine
     from mfray.train.heldout import heldout_nll
     from mfray.train.report import plot_training
+    from mfray.train.samples import worker_streams
 
     train, problems = load_events(cfg.train_events)
     heldout, heldout_problems = load_events(cfg.heldout_events) if cfg.heldout_events else ([], [])
     for problem in problems + heldout_problems:
         print(f"[data] {problem}", flush=True)
+    worker_streams(train, cfg.agents_per_step, cfg.horizon, cfg.workers)  # fail here, not in every worker
     overlap = sorted({e.event_id for e in train} & {e.event_id for e in heldout})
     if overlap:
         raise ValueError(f"held-out events also in the training set: {overlap[:5]}{' ...' if len(overlap) > 5 else ''}")
