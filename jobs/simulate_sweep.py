@@ -19,22 +19,25 @@ import pandas as pd
 import ray
 
 from mfray.config import load_config
-from mfray.ray.sweep import SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, grid, list_event_files, summarise_sweep
+from mfray.ray.sweep import (
+    SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, grid, list_event_files,
+    serve_actor_options, summarise_sweep,
+)
 
 
-def main(cfg: SweepConfig) -> list[dict]:
-    if not ray.is_initialized():
-        ray.init()
-    replica_cpus = 0.0
-    if cfg.llm == "serve":
-        from mfray.ray.serve_llm import SERVE_OPTIONS
-
-        replica_cpus = SERVE_OPTIONS["ray_actor_options"]["num_cpus"]
-    check_fits(cfg, ray.cluster_resources().get("CPU", 0.0), replica_cpus)
+def start(cfg: SweepConfig) -> None:
+    """Check the sweep fits the cluster's CPUs, then (llm=serve) deploy the LLMServer app."""
+    replica = serve_actor_options(cfg) if cfg.llm == "serve" else {}
+    check_fits(cfg, ray.cluster_resources().get("CPU", 0.0), replica.get("num_cpus", 0.0))
     if cfg.llm == "serve":
         from mfray.ray.serve_llm import deploy_llm_server
 
-        deploy_llm_server(cfg.model, name=cfg.serve_app)
+        deploy_llm_server(cfg.model, name=cfg.serve_app, options={"ray_actor_options": replica})
+
+
+def run_sweep(cfg: SweepConfig) -> list[dict]:
+    """Run the grid through the actor pool (the LLM backend already up); summary rows, with a
+    progress line in the driver log at most every `progress_every_s`."""
     files = list_event_files(cfg.events)
     rows = grid(files, cfg)
     print(f"sweep: {len(files)} event files x {len(cfg.methods)} methods x {len(cfg.seeds)} seeds "
@@ -64,6 +67,14 @@ def main(cfg: SweepConfig) -> list[dict]:
             last_line = time.perf_counter()
             print("  progress: " + summarise_sweep(summary, last_line - began, len(rows)), flush=True)
     print("done: " + summarise_sweep(summary, time.perf_counter() - began, len(rows)), flush=True)
+    return summary
+
+
+def main(cfg: SweepConfig) -> list[dict]:
+    if not ray.is_initialized():
+        ray.init()
+    start(cfg)
+    summary = run_sweep(cfg)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     pd.DataFrame(summary, columns=list(SUMMARY_COLUMNS)).to_csv(Path(cfg.out) / "sweep_summary.csv", index=False)
     return summary

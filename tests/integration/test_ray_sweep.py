@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a p
 def test_actor_cpus_are_validated_and_checked_against_the_cluster():
     from pydantic import ValidationError
 
-    from mfray.ray.sweep import calls_per_actor, check_fits, required_cpus
+    from mfray.ray.sweep import calls_per_actor, check_fits, required_cpus, serve_actor_options
 
     with pytest.raises(ValidationError, match="actor_num_cpus=1.5"):
         SweepConfig.model_validate({"actor_num_cpus": 1.5})  # Ray takes fractions only up to 1
@@ -31,6 +31,9 @@ def test_actor_cpus_are_validated_and_checked_against_the_cluster():
     with pytest.raises(ValueError, match=r"needs 5 logical CPUs .* cluster has 2; lower actors or actor_num_cpus"):
         check_fits(cfg, cluster_cpus=2, serve_replica_cpus=1)
     check_fits(cfg.model_copy(update={"actor_num_cpus": 0.5}), cluster_cpus=2, serve_replica_cpus=1)  # 2 x 0.5 + 1
+    assert serve_actor_options(cfg) == {"num_cpus": 1}
+    assert serve_actor_options(cfg.model_copy(update={"llm_threads": 2})) == {
+        "num_cpus": 1, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2"}}}
     # concurrency 4 over calls of 8 rows: one call fills the gate, one more waits ready.
     assert calls_per_actor(cfg) == 2 and calls_per_actor(cfg.model_copy(update={"events_per_call": 1})) == 5
 
