@@ -38,6 +38,7 @@ class TrainConfig(StrictModel):
     steps: int = Field(100, ge=1, description="optimizer updates")
     accumulate: int = Field(1, ge=1, description="event-steps per worker per optimizer update")
     checkpoint_every: int = Field(10, ge=1, description="optimizer updates between checkpoints")
+    gradient_checkpointing: bool = Field(True, description="recompute activations in backward (memory for compute)")
     seed: int = 0
     workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)

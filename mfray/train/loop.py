@@ -24,7 +24,7 @@ from mfray.data.validate import load_events
 from mfray.sim.context import derive_seed
 from mfray.train.config import TrainConfig
 from mfray.train.samples import worker_streams
-from mfray.train.steps import ib_step, sft_step, use_adapter
+from mfray.train.steps import PASSES, ib_step, sft_step, use_adapter
 
 
 @dataclass
@@ -44,9 +44,11 @@ class WorkerContext:
 def deepspeed_config(cfg: TrainConfig, bf16: bool) -> dict:
     """The DeepSpeed config of a run: ZeRO-2 with a client (torch) optimizer, bf16 on GPU."""
     return {
-        "train_micro_batch_size_per_gpu": 1,  # one event-step; its agents are the real batch
-        "gradient_accumulation_steps": cfg.accumulate,
-        "train_batch_size": cfg.accumulate * cfg.workers,
+        # A micro-step is one differentiable pass of one event-step (IB-Tune has two: mean field
+        # and policy, on disjoint adapters); the event-step's agents are the real batch.
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": cfg.accumulate * PASSES[cfg.mode],
+        "train_batch_size": cfg.accumulate * PASSES[cfg.mode] * cfg.workers,
         "zero_optimization": {"stage": cfg.zero_stage, "overlap_comm": False, "contiguous_gradients": True},
         "bf16": {"enabled": bf16},
         "gradient_clipping": 1.0,
@@ -67,20 +69,29 @@ def build_model(cfg: TrainConfig, device: str, dtype: torch.dtype):
     base, tokenizer = load_model_and_tokenizer(resolve_model_dir(cfg.model), name, device)
     lora = lora_config(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout)
     names = cfg.adapter_names
-    model = get_peft_model(base, lora, adapter_name=names[0])
-    for extra in names[1:]:
-        model.add_adapter(extra, lora)
+    if cfg.gradient_checkpointing:
+        # Activations of an IB step (J summaries plus N_t policy prompts, all layers) would take
+        # GBs on CPU; keep only layer inputs and recompute the rest in backward. Non-reentrant
+        # checkpointing needs no input gradients (the embeddings stay frozen).
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # LoRA A is drawn from torch's global RNG: seed it (in a forked RNG, leaving the caller's
+    # alone) so every worker starts from the same adapters and a run is reproducible.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cfg.seed, "lora-init"))
+        model = get_peft_model(base, lora, adapter_name=names[0])
+        for extra in names[1:]:
+            model.add_adapter(extra, lora)
     use_adapter(model, names[0])
     for param_name, param in model.named_parameters():
         if "lora_" not in param_name and param.requires_grad:
             raise RuntimeError(f"base weight {param_name} is trainable; only LoRA adapters may train")
-    model.eval()  # no dropout anywhere (LoRA dropout defaults to 0 as well)
+    model.eval()  # sampling and no-gradient scoring run in eval mode; steps.py switches for gradient passes
     return model, tokenizer
 
 
 class _TorchBackend:
-    """Plain torch: gradients accumulate over micro-steps; one all-reduce and one optimizer
-    step per update."""
+    """Plain torch: gradients accumulate over an update's event-steps; one all-reduce and one
+    optimizer step per update."""
 
     def __init__(self, params, lr, weight_decay, world_size, accumulate):
         self.params, self.world_size, self.accumulate = params, world_size, accumulate
@@ -113,10 +124,12 @@ class _TorchBackend:
 
 
 class _DeepSpeedBackend:
-    """DeepSpeed: backward and step per micro-step (the engine scales by the accumulation steps
-    and applies the update at the boundary)."""
+    """DeepSpeed: backward and step per micro-step; the engine divides each loss by its
+    accumulation steps (accumulate x passes) and applies the update at the boundary. Losses are
+    multiplied by the passes so that each still weighs 1/accumulate, as in the torch backend."""
 
-    def __init__(self, model, params, lr, weight_decay, ds_config):
+    def __init__(self, model, params, lr, weight_decay, ds_config, passes):
+        self.passes = passes
         import deepspeed
 
         if not torch.distributed.is_initialized():  # a world of one, without a launcher
@@ -129,7 +142,7 @@ class _DeepSpeedBackend:
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
 
     def backward(self, loss):
-        self.engine.backward(loss)
+        self.engine.backward(loss * self.passes)
         self.engine.step()
 
     def update(self):
@@ -183,7 +196,8 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
     model, tokenizer = build_model(cfg, ctx.device, dtype)
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     if backend_name == "deepspeed":
-        backend = _DeepSpeedBackend(model, params, cfg.learning_rate, cfg.weight_decay, deepspeed_config(cfg, dtype == torch.bfloat16))
+        backend = _DeepSpeedBackend(model, params, cfg.learning_rate, cfg.weight_decay, deepspeed_config(cfg, dtype == torch.bfloat16),
+                                    PASSES[cfg.mode])
     else:
         backend = _TorchBackend(params, cfg.learning_rate, cfg.weight_decay, ctx.world_size, cfg.accumulate)
     engine = LocalEngine(model=model, tokenizer=tokenizer, device=ctx.device)
@@ -211,12 +225,11 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
             if sample.first_of_event:
                 mean_field = ""  # m_0 = "": no mean field crosses events
             if cfg.mode == "sft":
-                result = sft_step(engine, sample, cfg.policy_adapter)
+                result = sft_step(engine, sample, cfg.policy_adapter, backend.backward)
             else:
                 seed = derive_seed(cfg.seed, "summaries", ctx.rank, position)
-                result = ib_step(engine, sample, mean_field, summaries=cfg.summaries, beta=cfg.beta,
+                result = ib_step(engine, sample, mean_field, backend.backward, summaries=cfg.summaries, beta=cfg.beta,
                                  max_tokens=cfg.summary_max_tokens, seed=seed, mean_field_states=cfg.mean_field_states)
-            backend.backward(result.loss)
             mean_field = result.mean_field
             position += 1
             for k, v in result.metrics.items():

@@ -2,15 +2,19 @@
 
 The model is one PeftModel holding every adapter; the frozen base with adapters disabled is the
 prior r, so no second copy of the weights exists. No-gradient work (sampling summaries, scoring
-actions under each summary, the prior) runs first; then the two differentiable passes. The two
-losses touch disjoint parameters (the mean-field adapter and the policy adapter), and the chosen
-summary is fixed text once sampled, so one backward of their sum is exactly "mean-field update,
-then policy update on the chosen summary" (IB-Tune's alternation) in a single optimizer step.
+actions under each summary, the prior) runs first; then the differentiable passes, each followed
+at once by its backward (`backward(loss)`), inside the adapter it belongs to: gradient
+checkpointing recomputes forwards during backward, and they must see the same adapter. The two
+IB losses touch disjoint parameters (the mean-field adapter, the policy adapter) and the chosen
+summary is fixed text once sampled, so accumulating both gradients into one optimizer step is
+exactly "mean-field update, then policy update on the chosen summary" (IB-Tune's alternation).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -29,9 +33,14 @@ from mfray.train.losses import (
 from mfray.train.samples import StepSample
 
 
+# Differentiable passes per sample (one backward each): DeepSpeed counts each as a micro-step.
+PASSES = {"sft": 1, "ibtune": 2}
+
+Backward = Callable[[torch.Tensor], None]
+
+
 @dataclass
 class StepOutput:
-    loss: torch.Tensor
     metrics: dict[str, float]
     mean_field: str  # the summary carried to the event's next step ("" for SFT)
 
@@ -43,6 +52,18 @@ def use_adapter(model, name: str) -> None:
     for param_name, param in model.named_parameters():
         if "lora_" in param_name:
             param.requires_grad_(True)
+
+
+@contextmanager
+def gradient_pass(model, adapter: str):
+    """Train mode (transformers applies gradient checkpointing only in train mode) with `adapter`
+    active and every adapter trainable; back to eval mode after."""
+    use_adapter(model, adapter)
+    model.train()
+    try:
+        yield
+    finally:
+        model.eval()
 
 
 def _policy_prompts(sample: StepSample, mean_field: str):
@@ -57,19 +78,20 @@ def _action_ids(engine: LocalEngine, sample: StepSample) -> list[list[int]]:
     return [engine.tokenizer(a.text, add_special_tokens=False)["input_ids"] for a in sample.current]
 
 
-def sft_step(engine: LocalEngine, sample: StepSample, adapter: str) -> StepOutput:
+def sft_step(engine: LocalEngine, sample: StepSample, adapter: str, backward: Backward) -> StepOutput:
     """SFT baseline: policy NLL of the step's real actions on `state` prompts."""
     model = engine.model
-    use_adapter(model, adapter)
     prompts = _policy_prompts(sample, "")
-    logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, _action_ids(engine, sample)),
-                                device=engine.device)
-    loss = policy_nll(logps)
-    return StepOutput(loss, {"policy_nll": loss.item(), "action_tokens": float(sum(lp.numel() for lp in logps))}, "")
+    with gradient_pass(model, adapter):
+        logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, _action_ids(engine, sample)),
+                                    device=engine.device)
+        loss = policy_nll(logps)
+        backward(loss)
+    return StepOutput({"policy_nll": loss.item(), "action_tokens": float(sum(lp.numel() for lp in logps))}, "")
 
 
 def ib_step(
-    engine: LocalEngine, sample: StepSample, previous_mean_field: str, *, summaries: int, beta: float,
+    engine: LocalEngine, sample: StepSample, previous_mean_field: str, backward: Backward, *, summaries: int, beta: float,
     max_tokens: int, seed: int, mean_field_states: bool = False,
     policy_adapter: str = "ib_policy", mean_field_adapter: str = "ib_mean_field",
 ) -> StepOutput:
@@ -105,26 +127,29 @@ def ib_step(
     action_logp = torch.stack(action_logp)
 
     # --- gradient pass 1: log mu_phi(m_j | X), the mean-field adapter's score function.
-    use_adapter(model, mean_field_adapter)
-    posterior = completion_logprobs(model, tok.pad_token_id, _pairs(engine, [x_prompt] * summaries, summary_ids), device=engine.device)
-    rewards = ib_rewards(action_logp, per_sequence_mean(posterior).detach(), prior, beta)
-    advantages = leave_one_out_advantages(rewards)
-    mf_loss = score_function_loss(advantages, torch.stack([lp.sum() for lp in posterior]))
+    with gradient_pass(model, mean_field_adapter):
+        posterior = completion_logprobs(model, tok.pad_token_id, _pairs(engine, [x_prompt] * summaries, summary_ids),
+                                        device=engine.device)
+        posterior_mean = per_sequence_mean(posterior).detach()
+        rewards = ib_rewards(action_logp, posterior_mean, prior, beta)
+        mf_loss = score_function_loss(leave_one_out_advantages(rewards), torch.stack([lp.sum() for lp in posterior]))
+        backward(mf_loss)
     chosen = int(torch.argmax(rewards))
 
     # --- gradient pass 2: the policy on the chosen summary.
-    use_adapter(model, policy_adapter)
-    policy_logps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, texts[chosen]), action_ids),
-                                       device=engine.device)
-    pi_loss = policy_nll(policy_logps)
+    with gradient_pass(model, policy_adapter):
+        policy_logps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, texts[chosen]), action_ids),
+                                           device=engine.device)
+        pi_loss = policy_nll(policy_logps)
+        backward(pi_loss)
     metrics = {
         "mean_field_loss": mf_loss.item(),
         "policy_nll": pi_loss.item(),
         "reward_mean": rewards.mean().item(),
         "reward_spread": (rewards.max() - rewards.min()).item(),
         "action_logp_chosen": action_logp[chosen].item(),
-        "kl_per_token_chosen": (per_sequence_mean(posterior)[chosen] - prior[chosen]).item(),
+        "kl_per_token_chosen": (posterior_mean[chosen] - prior[chosen]).item(),
         "summary_tokens": float(sum(len(ids) for ids in summary_ids) / summaries),
         "action_tokens": float(sum(lp.numel() for lp in policy_logps)),
     }
-    return StepOutput(mf_loss + pi_loss, metrics, texts[chosen])
+    return StepOutput(metrics, texts[chosen])

@@ -22,8 +22,13 @@ SAMPLE = StepSample(
 )
 
 
-def make_engine(tiny_model_dir, mode="ibtune") -> LocalEngine:
-    cfg = TrainConfig(mode=mode, model=str(tiny_model_dir), train_events=["unused"], lora=LoraSettings(rank=4, alpha=8))
+def backward(loss):
+    loss.backward()
+
+
+def make_engine(tiny_model_dir, mode="ibtune", checkpointing=True) -> LocalEngine:
+    cfg = TrainConfig(mode=mode, model=str(tiny_model_dir), train_events=["unused"], lora=LoraSettings(rank=4, alpha=8),
+                      gradient_checkpointing=checkpointing)
     model, tok = build_model(cfg, "cpu", torch.float32)
     # Fresh LoRA B is zero, which makes every adapter compute the base model and zeroes the
     # gradient reaching A. Nudge B so the test sees a generic point of the parameter space.
@@ -47,8 +52,7 @@ def grads_by_kind(model) -> dict[str, float]:
 
 def test_ib_step_gradients_reach_both_adapters_and_no_frozen_weight(tiny_model_dir):
     engine = make_engine(tiny_model_dir)
-    out = ib_step(engine, SAMPLE, "", summaries=3, beta=2.0, max_tokens=12, seed=1)
-    out.loss.backward()
+    out = ib_step(engine, SAMPLE, "", backward, summaries=3, beta=2.0, max_tokens=12, seed=1)
     norms = grads_by_kind(engine.model)
     assert norms["ib_mean_field"] > 0 and norms["ib_policy"] > 0
     assert norms["base"] == 0.0
@@ -63,7 +67,7 @@ def test_action_term_changes_the_mean_field_gradient(tiny_model_dir):
     grads = {}
     for beta in (0.0, 2.0):
         engine = make_engine(tiny_model_dir)
-        ib_step(engine, SAMPLE, "", summaries=3, beta=beta, max_tokens=12, seed=1).loss.backward()
+        ib_step(engine, SAMPLE, "", backward, summaries=3, beta=beta, max_tokens=12, seed=1)
         grads[beta] = torch.cat([p.grad.reshape(-1) for n, p in engine.model.named_parameters()
                                  if ".ib_mean_field." in n and p.grad is not None])
     a, b = grads.values()
@@ -110,8 +114,21 @@ def test_score_function_update_raises_the_better_summary(tiny_model_dir):
 
 def test_sft_step_trains_only_the_sft_adapter(tiny_model_dir):
     engine = make_engine(tiny_model_dir, mode="sft")
-    out = sft_step(engine, SAMPLE, "sft")
-    out.loss.backward()
+    losses = []
+    out = sft_step(engine, SAMPLE, "sft", lambda loss: (losses.append(loss.item()), loss.backward()))
     norms = grads_by_kind(engine.model)
     assert norms["sft"] > 0 and norms["base"] == 0.0
-    assert out.metrics["policy_nll"] == pytest.approx(out.loss.item())
+    assert out.metrics["policy_nll"] == pytest.approx(losses[0])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
+    # Checkpointing recomputes forwards during backward; each pass must still run under its own
+    # adapter (a recompute under the other role's adapter would silently corrupt the gradients).
+    grads = []
+    for checkpointing in (False, True):
+        engine = make_engine(tiny_model_dir, checkpointing=checkpointing)
+        ib_step(engine, SAMPLE, "", backward, summaries=2, beta=2.0, max_tokens=8, seed=3)
+        grads.append({n: p.grad.clone() for n, p in engine.model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)

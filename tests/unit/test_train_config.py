@@ -31,7 +31,8 @@ def test_deepspeed_accepts_our_config(bf16):
     cfg = TrainConfig(train_events=["x"], workers=1, accumulate=4, use_gpu=True)
     parsed = DeepSpeedConfig(deepspeed_config(cfg, bf16=bf16))  # raises on an inconsistent config
     assert parsed.zero_optimization_stage == 2 and parsed.bfloat16_config.enabled is bf16
-    assert parsed.gradient_accumulation_steps == 4 and parsed.train_batch_size == 4
+    # IB-Tune: two differentiable passes (mean field, policy) per event-step, each a micro-step
+    assert parsed.gradient_accumulation_steps == 8 and parsed.train_batch_size == 8
     two = deepspeed_config(cfg.model_copy(update={"workers": 2}), bf16=bf16)
     assert two["train_batch_size"] == two["train_micro_batch_size_per_gpu"] * two["gradient_accumulation_steps"] * 2
 
