@@ -37,7 +37,7 @@ clean:
 # Everything the GPU check needs that the GPU machine's image lacks (it has torch, transformers,
 # peft, accelerate; no network): DeepSpeed (pure Python, DS_BUILD_OPS=0), pydantic, hjson, pytest,
 # and the default model's tokenizer (the check builds a random model of the same architecture).
-# The Weibo training events go along (gpu_bundle/data, ignored by git) since ../shared is not there.
+# The events of jobs/configs/train_ibtune.yaml go along (gpu_bundle/data, ignored by git): ../shared is not there.
 # Then, on the GPU machine: PYTHONPATH=gpu_bundle/site:. MFRAY_GPU_TOKENIZER=gpu_bundle/tokenizer \
 #   MFRAY_DATA=gpu_bundle/data python -m pytest -q -p no:cacheprovider tests/gpu
 gpu-bundle: venv
@@ -46,9 +46,11 @@ gpu-bundle: venv
 	cp $$(cat gpu_bundle/model_dir)/tokenizer* $$(cat gpu_bundle/model_dir)/chat_template.jinja gpu_bundle/tokenizer/
 	$(PIP) download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 --no-deps \
 	  -d gpu_bundle/wheels pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
-	  hjson==3.1.0 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0 pytest-timeout==2.4.0 pytest-asyncio==1.5.0
+	  hjson==3.1.0 gguf==0.19.0 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0 pytest-timeout==2.4.0 pytest-asyncio==1.5.0
 	cd gpu_bundle/site && for w in ../wheels/*.whl; do $(CURDIR)/$(PY) -m zipfile -e $$w .; done
 	cp -r $$($(PY) -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('deepspeed').origin))") gpu_bundle/site/
-	mkdir -p gpu_bundle/data/weibo_rumdect && cp -r $${MFRAY_DATA:-../shared/data}/weibo_rumdect/train gpu_bundle/data/weibo_rumdect/
+	D=$${MFRAY_DATA:-../shared/data}; mkdir -p gpu_bundle/data/weibo_rumdect/test gpu_bundle/data/twitter_rumdect && \
+	  cp -r $$D/weibo_rumdect/train gpu_bundle/data/weibo_rumdect/ && cp $$D/weibo_rumdect/test/3476055656644087.json \
+	  gpu_bundle/data/weibo_rumdect/test/ && cp $$D/twitter_rumdect/E2*.json $$D/twitter_rumdect/E10[246].json gpu_bundle/data/twitter_rumdect/
 	find gpu_bundle -name __pycache__ -prune -exec rm -rf {} + ; rm -rf gpu_bundle/wheels
 	du -sh gpu_bundle

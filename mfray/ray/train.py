@@ -83,36 +83,10 @@ def fit(cfg: TrainConfig, name: str | None = None):
 def run_training(cfg: TrainConfig) -> dict:
     """The whole job: check the data, train on Ray Train, then score held-out real actions under
     the policy before vs after and plot the loss curves. Writes <out>/summary.json."""
-    import json
+    from mfray.train.run import check_data, finish_run
 
-    from mfray.data.validate import load_events
-    from mfray.llm.local import LocalEngine
-    from mfray.train.heldout import heldout_nll
-    from mfray.train.report import plot_training
-    from mfray.train.samples import worker_streams
-
-    train, problems = load_events(cfg.train_events)
-    heldout, heldout_problems = load_events(cfg.heldout_events) if cfg.heldout_events else ([], [])
-    for problem in problems + heldout_problems:
-        print(f"[data] {problem}", flush=True)
-    worker_streams(train, cfg.agents_per_step, cfg.horizon, cfg.workers)  # fail here, not in every worker
-    overlap = sorted({e.event_id for e in train} & {e.event_id for e in heldout})
-    if overlap:
-        raise ValueError(f"held-out events also in the training set: {overlap[:5]}{' ...' if len(overlap) > 5 else ''}")
-    print(f"[train] {cfg.mode}: {len(train)} training events, {len(heldout)} held-out, {cfg.workers} workers, "
-          f"{cfg.steps} updates", flush=True)
+    _, heldout = check_data(cfg)
     result = fit(cfg)
     if result.error is not None:
         raise RuntimeError(f"training failed: {result.error}")
-    out = Path(cfg.out).resolve()
-    summary: dict = {"mode": cfg.mode, "updates": cfg.steps, "adapters": {n: str(out / "adapters" / n) for n in cfg.adapter_names},
-                     "curves": str(plot_training(out, out / "training_curves.png"))}
-    if heldout:
-        engine = LocalEngine.load(cfg.model, adapters=summary["adapters"])
-        summary["heldout_before"] = heldout_nll(engine, heldout, cfg, tuned=False)
-        summary["heldout_after"] = heldout_nll(engine, heldout, cfg, tuned=True)
-        print(f"[heldout] policy NLL per token: before {summary['heldout_before']['nll_per_token']:.4f}, "
-              f"after {summary['heldout_after']['nll_per_token']:.4f} "
-              f"({summary['heldout_after']['actions']} real actions of {len(heldout)} events)", flush=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return finish_run(cfg, heldout)
