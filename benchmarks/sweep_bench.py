@@ -1,0 +1,230 @@
+"""The Ray sweep against a faithful reference loop and the engine's saturated speed, in one run.
+
+    .venv/bin/python benchmarks/sweep_bench.py                 # throughput: saturated, reference, sweep
+    .venv/bin/python benchmarks/sweep_bench.py --scale 1000    # 1,000 short runs: completes? peak memory?
+
+Throughput (default model, one process for (b) and (a), then a local Ray for the sweep):
+- saturated: one large generate call of policy prompts on the in-process engine, no
+  orchestration (generated tokens / wall second);
+- reference: the events one after another, each step one batched policy call for the step's
+  agents and one batch-1 mean-field call, on that same engine (mfray.sim.driver.run_event);
+- sweep: jobs/simulate_sweep.py's run_sweep on a local Ray (num_cpus = this machine's cores): one
+  rollout actor with every event in flight, the LLMServer replica with the same torch threads as
+  the in-process engine. Its Serve deployment is started before the clock starts.
+Generated tokens count policy and mean-field completions (the engine's / the runs' accounting).
+
+Scale: `--scale N` runs N (event, seed) rollouts of a very short horizon (one warm-up step, one
+simulated step of a few agents) on Twitter events through two rollout actors with hundreds of runs
+in flight each, served by a tiny random model (the point is the orchestration's memory, not the
+model's), and samples the RSS of every Ray process of this session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # jobs/ is not a package on the path
+
+TWITTER = REPO.parent / "shared" / "data" / "twitter_rumdect"
+
+
+def event_files(n: int) -> list[str]:
+    files = sorted(TWITTER.glob("*.json"))
+    if len(files) < n:
+        raise SystemExit(f"need {n} event files under {TWITTER}, found {len(files)}")
+    return [str(f) for f in files[:n]]
+
+
+def start_ray():
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+# ---- throughput ---------------------------------------------------------------------------------
+def throughput(args) -> dict:
+    import torch
+
+    from mfray.data import load_events
+    from mfray.llm.base import SamplingParams
+    from mfray.llm.local import LocalEngine
+    from mfray.sim.config import RolloutConfig
+    from mfray.sim.driver import run_event
+    from mfray.sim.rollout import EventRollout
+
+    files = event_files(args.events)
+    events, problems = load_events(files)
+    assert not problems, problems
+    cfg = RolloutConfig.model_validate({
+        "method": "mf", "horizon": args.agents, "agents_per_step": args.per_step, "sim_start": args.sim_start,
+        "policy": {"max_new_tokens": args.policy_tokens},
+        "mean_field": {"temperature": 0.1, "max_new_tokens": args.mf_tokens, "first_line": False}})
+    threads = torch.get_num_threads()
+    out: dict = {"config": {**vars(args), "torch_threads": threads, "cores": os.cpu_count()}, "load_start": load()}
+    engine = LocalEngine.load("default")
+    engine.generate_sync(["warm up"], SamplingParams(max_new_tokens=4, seed=0))
+
+    # (b) saturated: the first simulated step's policy prompts of every event, in one call.
+    prompts = [p for e in events for p in EventRollout(e, cfg.model_copy(update={"sim_start": 0})).next_request().prompts]
+    prompts = prompts[: args.saturated_prompts]
+    sampling = cfg.policy.model_copy(update={"first_line": False}).params(0)  # all max_new_tokens, no cut at a newline
+    began = time.perf_counter()
+    gens = engine.generate_sync(prompts, sampling)
+    elapsed = time.perf_counter() - began
+    tokens = sum(g.completion_tokens for g in gens)
+    out["saturated"] = {"prompts": len(prompts), "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "load": load()}
+    print("saturated:", out["saturated"], flush=True)
+
+    # (a) reference loop.
+    before = engine.stats.completion_tokens
+    began = time.perf_counter()
+    for event in events:
+        asyncio.run(run_event(event, engine, cfg, seed=0))
+    elapsed = time.perf_counter() - began
+    tokens = engine.stats.completion_tokens - before
+    out["reference"] = {"events": len(events), "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+                        "events_per_hour": len(events) * 3600 / elapsed, "load": load()}
+    print("reference:", out["reference"], flush=True)
+    del engine
+
+    # The sweep, on a local Ray.
+    from jobs.simulate_sweep import run_sweep, start
+    from mfray.ray.sweep import SweepConfig
+
+    sweep_out = Path(args.out) / "trajectories"
+    shutil.rmtree(sweep_out, ignore_errors=True)
+    scfg = SweepConfig.model_validate({
+        "events": files, "methods": ["mf"], "seeds": [0], "out": str(sweep_out), "llm": "serve", "actors": 1,
+        "actor_num_cpus": 0.5, "concurrency": len(files), "events_per_call": args.events_per_call,
+        "llm_threads": threads, "progress_every_s": 30, "rollout": cfg.model_dump(mode="json")})
+    ray = start_ray()
+    start(scfg)
+    from mfray.ray.serve_llm import ServeLLM
+
+    began = time.perf_counter()
+    rows = run_sweep(scfg)
+    elapsed = time.perf_counter() - began
+    stats = asyncio.run(ServeLLM.from_app(scfg.serve_app).stats())
+    done = [r for r in rows if r["status"] == "done"]
+    tokens = sum(int(r["completion_tokens"]) for r in done)
+    out["sweep"] = {"events": len(done), "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+                    "events_per_hour": len(done) * 3600 / elapsed, "load": load(),
+                    "replica": {k: stats[k] for k in ("batches", "requests", "completion_tokens", "busy_s")}}
+    print("sweep:", out["sweep"], flush=True)
+    ray.shutdown()
+    s, r, b = out["sweep"], out["reference"], out["saturated"]
+    out["ratios"] = {"sweep_over_reference_events_per_hour": s["events_per_hour"] / r["events_per_hour"],
+                     "sweep_over_reference_tokens_per_s": s["tokens_per_s"] / r["tokens_per_s"],
+                     "sweep_over_saturated_tokens_per_s": s["tokens_per_s"] / b["tokens_per_s"]}
+    return out
+
+
+# ---- scale ----------------------------------------------------------------------------------------
+class RssSampler(threading.Thread):
+    """Samples the RSS of this process's descendants (the local Ray: GCS, raylet, workers)."""
+
+    def __init__(self, every_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.every_s, self.stop = every_s, threading.Event()
+        self.peak_total = 0
+        self.actor_init: dict[int, int] = {}  # pid -> largest RSS while still in __init__
+        self.actor_peak: dict[int, int] = {}
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.is_set():
+            total = 0
+            for proc in me.children(recursive=True):
+                try:
+                    rss, title = proc.memory_info().rss, " ".join(proc.cmdline())
+                except psutil.Error:
+                    continue
+                total += rss
+                if "MapBatches(RolloutActor)" in title:
+                    if title.endswith("__init__") or ".__init__" in title:
+                        self.actor_init[proc.pid] = max(self.actor_init.get(proc.pid, 0), rss)
+                    self.actor_peak[proc.pid] = max(self.actor_peak.get(proc.pid, 0), rss)
+            self.peak_total = max(self.peak_total, total)
+            time.sleep(self.every_s)
+
+
+def scale(args) -> dict:
+    from jobs.simulate_sweep import run_sweep, start
+    from mfray.llm.models import build_tiny_model, resolve_model_dir
+    from mfray.ray.sweep import SweepConfig
+
+    seeds = 4
+    files = event_files(-(-args.scale // seeds))
+    tiny = Path(args.out) / "tiny"
+    if not (tiny / "config.json").exists():
+        build_tiny_model(resolve_model_dir("default"), tiny)
+    run_out = Path(args.out) / "scale_trajectories"
+    shutil.rmtree(run_out, ignore_errors=True)
+    concurrency = args.scale_in_flight
+    cfg = SweepConfig.model_validate({
+        "events": files, "methods": ["state"], "seeds": list(range(seeds)), "out": str(run_out), "llm": "serve",
+        "model": {"path": str(tiny)}, "actors": 2, "actor_num_cpus": 0.5, "concurrency": concurrency,
+        "events_per_call": 16, "progress_every_s": 30,
+        "rollout": {"method": "state", "horizon": 8, "agents_per_step": 4, "sim_start": 4, "policy": {"max_new_tokens": 4}}})
+    ray = start_ray()
+    start(cfg)
+    sampler = RssSampler()
+    sampler.start()
+    began = time.perf_counter()
+    rows = run_sweep(cfg)
+    elapsed = time.perf_counter() - began
+    sampler.stop.set()
+    sampler.join()
+    ray.shutdown()
+    done = sum(r["status"] == "done" for r in rows)
+    written = len(list(run_out.glob("*__s*.parquet")))
+    growth = [sampler.actor_peak[p] - sampler.actor_init.get(p, sampler.actor_peak[p]) for p in sampler.actor_peak]
+    gib = 2**30
+    return {"runs": len(rows), "done": done, "trajectories": written, "seconds": elapsed, "load": load(),
+            "in_flight_per_actor": concurrency, "actors": 2,
+            "peak_rss_ray_processes_gib": sampler.peak_total / gib,
+            "actor_rss_after_init_gib": [v / gib for v in sampler.actor_init.values()],
+            "actor_peak_rss_gib": [v / gib for v in sampler.actor_peak.values()],
+            "mib_per_in_flight_run": [g / 2**20 / concurrency for g in growth]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=8)
+    parser.add_argument("--agents", type=int, default=64)
+    parser.add_argument("--per-step", type=int, default=16)
+    parser.add_argument("--sim-start", type=int, default=32)
+    parser.add_argument("--policy-tokens", type=int, default=24)
+    parser.add_argument("--mf-tokens", type=int, default=64)
+    parser.add_argument("--saturated-prompts", type=int, default=64)
+    parser.add_argument("--events-per-call", type=int, default=2)
+    parser.add_argument("--scale", type=int, default=0, help="run the scale test with this many runs instead")
+    parser.add_argument("--scale-in-flight", type=int, default=256, help="runs in flight per actor in the scale test")
+    parser.add_argument("--out", default="runs/sweep_bench")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    result = scale(args) if args.scale else throughput(args)
+    name = "scale.json" if args.scale else "throughput.json"
+    (Path(args.out) / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
