@@ -20,18 +20,20 @@ import ray
 
 from mfray.config import load_config
 from mfray.ray.sweep import (
-    SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, grid, list_event_files,
-    serve_actor_options, summarise_sweep,
+    SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, check_queue, grid, list_event_files,
+    replica_max_queue, serve_actor_options, summarise_sweep,
 )
 
 
 def start(cfg: SweepConfig) -> None:
-    """Check the sweep fits the cluster's CPUs, then (llm=serve) deploy the LLMServer app."""
+    """Check the sweep fits the cluster's CPUs (and, llm=serve, the replica's queue), then deploy
+    the LLMServer app."""
     replica = serve_actor_options(cfg) if cfg.llm == "serve" else {}
     check_fits(cfg, ray.cluster_resources().get("CPU", 0.0), replica.get("num_cpus", 0.0))
     if cfg.llm == "serve":
         from mfray.ray.serve_llm import deploy_llm_server
 
+        check_queue(cfg, replica_max_queue())
         deploy_llm_server(cfg.model, name=cfg.serve_app, options={"ray_actor_options": replica})
 
 

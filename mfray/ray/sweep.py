@@ -68,6 +68,28 @@ def check_fits(cfg: SweepConfig, cluster_cpus: float, serve_replica_cpus: float 
         )
 
 
+def check_queue(cfg: SweepConfig, max_queue: int | None) -> None:
+    """Raise ValueError when the sweep's runs in flight can have more prompts waiting than the
+    LLMServer replica queues (`max_queue`): the excess would be refused as Overloaded and, after
+    the client's retries, those runs would end as errors."""
+    most = cfg.actors * cfg.concurrency * cfg.rollout.agents_per_step
+    if max_queue is not None and most > max_queue:
+        raise ValueError(
+            f"up to {most} prompts in flight (actors={cfg.actors} x concurrency={cfg.concurrency} x "
+            f"rollout.agents_per_step={cfg.rollout.agents_per_step}) but the LLMServer replica queues {max_queue}; "
+            "lower concurrency or actors, or raise the replica's max_queue"
+        )
+
+
+def replica_max_queue() -> int | None:
+    """The prompt queue bound of an LLMServer replica as the sweep deploys it (the default)."""
+    import inspect
+
+    from mfray.ray.serve_llm import LLMReplica
+
+    return inspect.signature(LLMReplica.__init__).parameters["max_queue"].default
+
+
 def serve_actor_options(cfg: SweepConfig) -> dict:
     """Ray actor options of the sweep's LLMServer replica: its CPUs (SERVE_OPTIONS) and, when
     `llm_threads` is set, its torch threads."""

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a p
 def test_actor_cpus_are_validated_and_checked_against_the_cluster():
     from pydantic import ValidationError
 
-    from mfray.ray.sweep import calls_per_actor, check_fits, required_cpus, serve_actor_options
+    from mfray.ray.sweep import (
+        calls_per_actor, check_fits, check_queue, replica_max_queue, required_cpus, serve_actor_options)
 
     with pytest.raises(ValidationError, match="actor_num_cpus=1.5"):
         SweepConfig.model_validate({"actor_num_cpus": 1.5})  # Ray takes fractions only up to 1
@@ -31,6 +32,10 @@ def test_actor_cpus_are_validated_and_checked_against_the_cluster():
     with pytest.raises(ValueError, match=r"needs 5 logical CPUs .* cluster has 2; lower actors or actor_num_cpus"):
         check_fits(cfg, cluster_cpus=2, serve_replica_cpus=1)
     check_fits(cfg.model_copy(update={"actor_num_cpus": 0.5}), cluster_cpus=2, serve_replica_cpus=1)  # 2 x 0.5 + 1
+    with pytest.raises(ValueError, match=r"up to 512 prompts in flight \(actors=2 x concurrency=16 x rollout.agents_per_step=16\) "
+                                         r"but the LLMServer replica queues 256; lower concurrency"):
+        check_queue(cfg.model_copy(update={"concurrency": 16}), 256)
+    check_queue(cfg.model_copy(update={"concurrency": 8}), replica_max_queue())  # 2 x 8 x 16 = 256 fits
     assert serve_actor_options(cfg) == {"num_cpus": 1}
     assert serve_actor_options(cfg.model_copy(update={"llm_threads": 2})) == {
         "num_cpus": 1, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2"}}}
