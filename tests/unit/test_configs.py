@@ -22,6 +22,11 @@ def test_there_are_job_configs():
 def test_every_job_config_loads(path):
     if path.name.startswith("evaluate"):
         assert load_config(EvaluateConfig, path).trajectories
+    elif path.name.startswith("train_"):
+        from mfray.train.config import TrainConfig
+
+        cfg = load_config(TrainConfig, path)
+        assert cfg.train_events and cfg.heldout_events
     elif path.name.startswith("simulate_sweep"):
         from mfray.ray.sweep import SweepConfig  # imports no Ray at module level
 
