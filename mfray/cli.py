@@ -239,10 +239,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    import ray
-
     from mfray.config import ConfigError, load_config
-    from mfray.ray.train import run_training
+    from mfray.ray.train import connect, run_training
     from mfray.train.config import TrainConfig
 
     try:
@@ -250,8 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"mfray train: {err}", file=sys.stderr)
         return 2
-    # "local": a fresh single-machine cluster, never a stray one found on this machine
-    ray.init(address=args.address or "local", include_dashboard=False if not args.address else None)
+    connect(args.address)
     print(json.dumps(run_training(cfg), indent=2))
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import ray
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
@@ -78,6 +79,13 @@ def fit(cfg: TrainConfig, name: str | None = None):
         ),
     )
     return trainer.fit()
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at `address`, or start a fresh local one ("local" never attaches to a
+    stray cluster found on this machine)."""
+    if not ray.is_initialized():
+        ray.init(address=address or "local", include_dashboard=False if address is None else None)
 
 
 def run_training(cfg: TrainConfig) -> dict:

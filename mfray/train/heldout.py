@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from mfray.llm.local import LocalEngine
 from mfray.prompts.render import mean_field_chat, policy_chat
+from mfray.sim.config import RolloutConfig
 from mfray.sim.context import derive_seed
-from mfray.config import SamplingConfig
 from mfray.train.config import TrainConfig
-from mfray.train.samples import event_actions
+from mfray.train.samples import event_actions, mean_field_comments
 from mfray.types import Event
 
 
@@ -21,8 +21,9 @@ def heldout_nll(engine: LocalEngine, events: list[Event], cfg: TrainConfig, tune
     """Score agents heldout_start .. heldout_start + heldout_steps * N_t of every event under the
     policy (tuned adapters, or the base model when tuned is False)."""
     policy = cfg.policy_adapter if tuned else None
-    mean_field_adapter = "ib_mean_field" if (tuned and cfg.mode == "ibtune") else None
-    sampling = SamplingConfig(temperature=0.1, max_new_tokens=cfg.summary_max_tokens, first_line=False)
+    mean_field_adapter = cfg.adapter_names[1] if (tuned and cfg.mode == "ibtune") else None
+    # The simulation's mean-field sampling (SPEC defaults), with this run's summary length.
+    sampling = RolloutConfig().mean_field.model_copy(update={"max_new_tokens": cfg.summary_max_tokens})
     n = cfg.agents_per_step
     total_logp, tokens, per_action = 0.0, 0, []
     for event in events:
@@ -40,8 +41,8 @@ def heldout_nll(engine: LocalEngine, events: list[Event], cfg: TrainConfig, tune
                         tokens += len(lps)
                         per_action.append(-sum(lps) / len(lps))
             if cfg.mode == "ibtune" and t + 1 < len(steps):
-                comments = [{"text": a.text, "state": a.state if cfg.mean_field_states else ""} for a in step]
-                prompt = mean_field_chat(event.language, event.topic_text, mean_field, comments)
+                prompt = mean_field_chat(event.language, event.topic_text, mean_field,
+                                         mean_field_comments(step, cfg.mean_field_states))
                 gen = engine.generate_sync([prompt], sampling.params(derive_seed(cfg.seed, "heldout", event.event_id, t)),
                                            adapter=mean_field_adapter)[0]
                 mean_field = gen.text.strip() or mean_field  # a failed summary keeps m_t, as in simulation

@@ -35,6 +35,11 @@ class StepSample:
         return self.step == 1
 
 
+def mean_field_comments(actions, with_states: bool) -> list[dict]:
+    """The mean-field template's comment list for real actions (states shown only when asked)."""
+    return [{"text": a.text, "state": a.state if with_states else ""} for a in actions]
+
+
 def event_actions(event: Event, horizon: int) -> list[Action]:
     """The event's first `horizon` real actions with their authors' states."""
     return [Action(state_text(p.profile, event.language), p.text) for p in event.responses[:horizon]]

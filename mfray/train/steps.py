@@ -30,7 +30,7 @@ from mfray.train.losses import (
     score_function_loss,
     token_mean,
 )
-from mfray.train.samples import StepSample
+from mfray.train.samples import StepSample, mean_field_comments
 
 
 # Differentiable passes per sample (one backward each): DeepSpeed counts each as a micro-step.
@@ -98,8 +98,8 @@ def ib_step(
     """IB-Tune on one transition: X = (m_{t-1}, states and actions of step t-1); J summaries
     m_j ~ mu_phi(.|X) scored by how well they predict step t's real actions."""
     model, tok = engine.model, engine.tokenizer
-    comments = [{"text": a.text, "state": a.state if mean_field_states else ""} for a in sample.previous]
-    x_prompt = mean_field_chat(sample.language, sample.topic, previous_mean_field, comments)
+    x_prompt = mean_field_chat(sample.language, sample.topic, previous_mean_field,
+                               mean_field_comments(sample.previous, mean_field_states))
     prior_prompt = mean_field_chat(sample.language, sample.topic, "", [])  # r sees no X
 
     # --- no gradient: sample J summaries from mu_phi itself (temperature 1, no truncation: the

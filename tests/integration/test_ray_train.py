@@ -44,11 +44,15 @@ def test_two_workers_train_resume_after_kill_and_adapters_load(local_ray, data_d
     log1 = tmp_path / "run" / "worker-1.jsonl"
     killed: list[int] = []
 
+    # Kill only once Ray Train has registered a checkpoint (its snapshot file exists): a worker's
+    # report returns before the controller has collected every worker's part.
+    snapshot = tmp_path / "run/ray/mfray-ibtune/checkpoint_manager_snapshot.json"
+
     def kill_rank1_after_update_3():
         deadline = time.time() + 300
         while time.time() < deadline:
             updates = [r for r in records(log1) if r["event"] == "update"]
-            if updates and updates[-1]["update"] >= 3:
+            if updates and updates[-1]["update"] >= 3 and snapshot.exists():
                 os.kill(updates[-1]["pid"], signal.SIGKILL)
                 killed.append(updates[-1]["update"])
                 return
