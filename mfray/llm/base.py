@@ -1,6 +1,6 @@
 """The narrow LLM interface every backend implements.
 
-generate(prompts, sampling) -> list[Generation]
+generate(prompts, sampling, adapter=None, seeds=None) -> list[Generation]
 score(prompts, completions) -> list[list[float]]   (per-token log-probs of each completion)
 
 A prompt is either a chat (a list of {"role", "content"} messages, rendered with the model's chat
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, Sequence, Union, runtime_checkable
 
 ChatMessage = dict  # {"role": "system"|"user"|"assistant", "content": str}
 Prompt = Union[str, list[ChatMessage]]
@@ -25,8 +25,9 @@ class SamplingParams:
     """Sampling settings of one request batch. temperature 0 means greedy.
 
     `first_line`: keep only the first non-empty line (and stop generating once it is complete).
-    `seed`: per-request seeds are derived as seed + position in the batch, so a request's sample
-    does not depend on which other requests share its batch.
+    `seed`: prompt i of a generate call is sampled with seed + i (unless the call passes its own
+    per-prompt `seeds`), so a request's sample does not depend on which other requests share
+    its batch.
     """
 
     temperature: float = 0.8
@@ -67,15 +68,31 @@ class Generation:
 class LLM(Protocol):
     """What the simulation, evaluation and training code need from a language model.
 
-    `adapter` names a LoRA adapter the backend knows (None = the base model)."""
+    `adapter` names a LoRA adapter the backend knows (None = the base model). `seeds`, when
+    given, holds one seed per prompt and replaces `sampling.seed + i` (see `prompt_seeds`): a
+    server that merges requests of many clients into one call keeps each request's own seed."""
 
     async def generate(
-        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        adapter: str | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]: ...
 
     async def score(
         self, prompts: list[Prompt], completions: list[str], adapter: str | None = None
     ) -> list[list[float]]: ...
+
+
+def prompt_seeds(n: int, sampling: SamplingParams, seeds: Sequence[int | None] | None) -> list[int | None]:
+    """The seed of each of a generate call's n prompts: `seeds` as given (one per prompt), else
+    sampling.seed + i, else None (unseeded)."""
+    if seeds is not None:
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} prompts; pass one seed per prompt")
+        return list(seeds)
+    return [None if sampling.seed is None else sampling.seed + i for i in range(n)]
 
 
 def postprocess(text: str, first_line: bool) -> str:

@@ -14,10 +14,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess
+from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
 from mfray.llm.scoring import completion_logprobs
 
@@ -104,18 +105,31 @@ class LocalEngine:
         return nullcontext()
 
     # ---- public async API --------------------------------------------------------------------
-    async def generate(self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None) -> list[Generation]:
-        return await asyncio.to_thread(self.generate_sync, prompts, sampling, adapter)
+    async def generate(
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        adapter: str | None = None,
+        seeds: Sequence[int | None] | None = None,
+    ) -> list[Generation]:
+        return await asyncio.to_thread(self.generate_sync, prompts, sampling, adapter, seeds)
 
     async def score(self, prompts: list[Prompt], completions: list[str], adapter: str | None = None) -> list[list[float]]:
         return await asyncio.to_thread(self.score_sync, prompts, completions, adapter)
 
     # ---- generation --------------------------------------------------------------------------
-    def generate_sync(self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None) -> list[Generation]:
-        """Generate one completion per prompt. Prompts are length-sorted into batches of
-        `max_batch` to limit padding; results come back in input order."""
+    def generate_sync(
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        adapter: str | None = None,
+        seeds: Sequence[int | None] | None = None,
+    ) -> list[Generation]:
+        """Generate one completion per prompt (prompt i seeded as `prompt_seeds` says). Prompts
+        are length-sorted into batches of `max_batch` to limit padding; results come back in
+        input order."""
+        seeds = prompt_seeds(len(prompts), sampling, seeds)
         encoded = [self.encode(p) for p in prompts]
-        seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(prompts))]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode(), self._adapter(adapter):

@@ -15,11 +15,11 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Literal, TypeVar
+from typing import Any, Awaitable, Callable, Literal, Sequence, TypeVar
 
 import openai
 
-from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess
+from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,10 @@ class OpenAIBackend:
 
     # -- generate -----------------------------------------------------------------------------
 
-    def _sampling_kwargs(self, s: SamplingParams, index: int) -> dict[str, Any]:
+    def _sampling_kwargs(self, s: SamplingParams, seed: int | None) -> dict[str, Any]:
         kw: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens}
-        if s.seed is not None:
-            kw["seed"] = s.seed + index  # base.SamplingParams: seed + position in the batch
+        if seed is not None:
+            kw["seed"] = seed
         extra: dict[str, Any] = {}
         if self.send_extra_sampling:
             extra.update(top_k=s.top_k, repetition_penalty=s.repetition_penalty)
@@ -217,21 +217,27 @@ class OpenAIBackend:
         return kw
 
     async def generate(
-        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        adapter: str | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]:
-        """One request per prompt, all in flight together; results in prompt order. A request
-        that still fails after retries comes back with finish_reason="error"."""
+        """One request per prompt, all in flight together, each with its own seed
+        (`prompt_seeds`); results in prompt order. A request that still fails after retries comes
+        back with finish_reason="error"."""
+        seeds = prompt_seeds(len(prompts), sampling, seeds)
         if self.mode == "completions" and any(not isinstance(p, str) for p in prompts):
             raise ValueError(
                 "mode='completions' cannot send chat prompts: render them to strings first or use mode='chat'"
             )
         model = adapter or self.model
-        return await self._gather([self._generate_one(p, sampling, i, model) for i, p in enumerate(prompts)])
+        return await self._gather([self._generate_one(p, sampling, seed, model) for p, seed in zip(prompts, seeds)])
 
-    async def _generate_one(self, prompt: Prompt, sampling: SamplingParams, index: int, model: str) -> Generation:
+    async def _generate_one(self, prompt: Prompt, sampling: SamplingParams, seed: int | None, model: str) -> Generation:
         t0 = time.perf_counter()
         self.stats.requests += 1
-        kw = self._sampling_kwargs(sampling, index)
+        kw = self._sampling_kwargs(sampling, seed)
         try:
             if isinstance(prompt, str):
                 resp = await self._call(lambda c: c.completions.create(model=model, prompt=prompt, **kw))

@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from mfray.llm.base import LLM, Generation, Prompt, SamplingParams
+from mfray.llm.base import LLM, Generation, Prompt, SamplingParams, prompt_seeds
 
 log = logging.getLogger(__name__)
 
@@ -157,36 +157,18 @@ class _Item:
 
 
 def plan_batches(items: list[_Item], max_batch: int) -> list[tuple[SamplingParams, str | None, list[_Item]]]:
-    """Group queued requests into generate calls. Requests merge when all sampling settings but
-    the seed agree and they share an adapter. Seeded requests merge only in runs of consecutive
-    seeds, because the protocol gives position i of a batch the seed `seed + i`: a client that
-    sent seeds s, s+1, ... (as OpenAIBackend does for one batch) is reassembled into one batch
-    with seed s and gets exactly the samples the engine would give that batch directly."""
+    """Group queued requests into generate calls of at most `max_batch`, in arrival order.
+    Requests merge when they share an adapter and all sampling settings but the seed: each keeps
+    its own seed (the engine is called with one seed per prompt), so requests of many clients
+    merge whatever their seeds and each gets the sample it would get alone."""
     groups: dict[tuple, list[_Item]] = {}
     for it in items:
-        key = (replace(it.sampling, seed=None), it.adapter, it.sampling.seed is None)
-        groups.setdefault(key, []).append(it)
-    plan = []
-    for (base, adapter, unseeded), group in groups.items():
-        if unseeded:
-            for i in range(0, len(group), max_batch):
-                plan.append((base, adapter, group[i : i + max_batch]))
-            continue
-        remaining = sorted(group, key=lambda x: x.sampling.seed)
-        while remaining:  # duplicate seeds are set aside so they do not cut a run short
-            uniq: list[_Item] = []
-            dups: list[_Item] = []
-            for it in remaining:
-                (dups if uniq and it.sampling.seed == uniq[-1].sampling.seed else uniq).append(it)
-            run: list[_Item] = []
-            for it in uniq:
-                if run and (len(run) == max_batch or it.sampling.seed != run[-1].sampling.seed + 1):
-                    plan.append((replace(base, seed=run[0].sampling.seed), adapter, run))
-                    run = []
-                run.append(it)
-            plan.append((replace(base, seed=run[0].sampling.seed), adapter, run))
-            remaining = dups
-    return plan
+        groups.setdefault((replace(it.sampling, seed=None), it.adapter), []).append(it)
+    return [
+        (base, adapter, group[i : i + max_batch])
+        for (base, adapter), group in groups.items()
+        for i in range(0, len(group), max_batch)
+    ]
 
 
 class DynamicBatcher:
@@ -327,7 +309,9 @@ class DynamicBatcher:
     async def _dispatch(self, sampling: SamplingParams, adapter: str | None, batch: list[_Item]) -> None:
         began = time.perf_counter()
         try:
-            gens = await self.llm.generate([it.prompt for it in batch], sampling, adapter)
+            gens = await self.llm.generate(
+                [it.prompt for it in batch], sampling, adapter, seeds=[it.sampling.seed for it in batch]
+            )
             self._batch_s = 0.8 * self._batch_s + 0.2 * (time.perf_counter() - began)
             if len(gens) != len(batch):
                 raise RuntimeError(f"llm.generate returned {len(gens)} generations for {len(batch)} prompts")
@@ -354,7 +338,7 @@ class BatchedLLM:
 
     What build_app's routes call, and what in-process callers (the Ray Serve deployment's handle
     methods) call too, so requests from every source meet in the same batches. Prompt i of one
-    call gets seed + i, as if passed to `llm.generate` together. Raises UnknownModel for an
+    call gets seed + i, as if passed to `llm.generate` together, unless the call passes `seeds`. Raises UnknownModel for an
     adapter not served, PromptTooLong over `max_prompt_tokens` (which needs
     `count_tokens(prompt) -> int`), Overloaded when the batcher's queue is full."""
 
@@ -390,15 +374,18 @@ class BatchedLLM:
                 )
 
     async def generate(
-        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        adapter: str | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]:
-        """Queue every prompt (all or none), then wait for all; the first engine exception is raised."""
+        """Queue every prompt (all or none) with its own seed (`prompt_seeds`), then wait for
+        all; the first engine exception is raised."""
         self.check_adapter(adapter)
         self.check_length(prompts)
-        futures = self.batcher.enqueue([
-            (p, sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + i), adapter)
-            for i, p in enumerate(prompts)
-        ])
+        seeds = prompt_seeds(len(prompts), sampling, seeds)
+        futures = self.batcher.enqueue([(p, replace(sampling, seed=seed), adapter) for p, seed in zip(prompts, seeds)])
         # return_exceptions: collect every outcome so no sibling's exception goes unretrieved.
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for g in outcomes:

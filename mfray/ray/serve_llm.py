@@ -28,7 +28,7 @@ import difflib
 import inspect
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 from ray import serve
@@ -109,12 +109,17 @@ class LLMReplica:
         return None if adapter in (None, self.model_name) else adapter
 
     async def generate(
-        self, prompts: list[Prompt], sampling: dict | SamplingParams, adapter: str | None = None
+        self,
+        prompts: list[Prompt],
+        sampling: dict | SamplingParams,
+        adapter: str | None = None,
+        seeds: list[int | None] | None = None,
     ) -> list[Generation]:
-        """Handle method: one Generation per prompt; prompt i gets seed + i. Raises UnknownModel,
-        PromptTooLong or Overloaded (mfray.llm.server) with a message saying what to change."""
+        """Handle method: one Generation per prompt; prompt i gets seeds[i], or seed + i without
+        `seeds`. Raises UnknownModel, PromptTooLong or Overloaded (mfray.llm.server) with a
+        message saying what to change."""
         sp = sampling if isinstance(sampling, SamplingParams) else SamplingParams(**sampling)
-        return await self.llm.generate(list(prompts), sp, self._adapter(adapter))
+        return await self.llm.generate(list(prompts), sp, self._adapter(adapter), seeds)
 
     async def score(self, prompts: list[Prompt], completions: list[str], adapter: str | None = None) -> list[list[float]]:
         """Handle method: per-token log-probs of each completion given its prompt."""
@@ -248,9 +253,14 @@ class ServeLLM:
         return cls(serve.get_app_handle(app_name), **kwargs)
 
     async def generate(
-        self, prompts: list[Prompt], sampling: SamplingParams, adapter: str | None = None
+        self,
+        prompts: list[Prompt],
+        sampling: SamplingParams,
+        adapter: str | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]:
-        return await self._call("generate", list(prompts), dataclasses.asdict(sampling), adapter)
+        seeds = None if seeds is None else list(seeds)
+        return await self._call("generate", list(prompts), dataclasses.asdict(sampling), adapter, seeds)
 
     async def score(self, prompts: list[Prompt], completions: list[str], adapter: str | None = None) -> list[list[float]]:
         return await self._call("score", list(prompts), list(completions), adapter)

@@ -101,7 +101,7 @@ class ScriptedAnnotatorLLM:
             body = f"Here is the analysis of the comments:\n```json\n{body}\n```\nLet me know if you need more."
         return Generation(body, len(prompt.split()), len(body.split()), "stop")
 
-    async def generate(self, prompts, sampling, adapter=None):
+    async def generate(self, prompts, sampling, adapter=None, seeds=None):
         texts = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
         with self._lock:
             self.prompts.extend(texts)

@@ -57,6 +57,12 @@ def test_same_seed_same_sample_whatever_the_batch(engine):
     assert alone[0].text == full[0].text
     other = engine.generate_sync(prompts, SamplingParams(max_new_tokens=12, seed=124))
     assert [g.text for g in other] != [g.text for g in full]
+    # Per-prompt seeds (how a server merges many clients' requests): prompt 4 seeded 127 and
+    # prompt 2 seeded 125, in another order and company, sample as in the full batch.
+    mixed = engine.generate_sync([prompts[4], prompts[2]], sp, seeds=[127, 125])
+    assert [g.text for g in mixed] == [full[4].text, full[2].text]
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        engine.generate_sync(prompts, sp, seeds=[1])
 
 
 def test_greedy_is_deterministic_and_stops_at_max_tokens(engine):

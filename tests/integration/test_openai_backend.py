@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from mfray.llm.base import Generation, SamplingParams
+from mfray.llm.base import Generation, SamplingParams, prompt_seeds
 from mfray.llm.openai_backend import LLMRequestError, OpenAIBackend, completion_logprobs
 from mfray.llm.server import ServerThread, build_app
 
@@ -43,19 +43,19 @@ class ScriptedLLM:
         with self._lock:
             return [c for c in self.calls if any(marker in _text_of(p) for p in c["prompts"])]
 
-    async def generate(self, prompts, sampling: SamplingParams, adapter=None):
+    async def generate(self, prompts, sampling: SamplingParams, adapter=None, seeds=None):
+        seeds = prompt_seeds(len(prompts), sampling, seeds)
         with self._lock:
-            self.calls.append({"prompts": list(prompts), "sampling": sampling, "adapter": adapter})
+            self.calls.append({"prompts": list(prompts), "sampling": sampling, "adapter": adapter, "seeds": seeds})
         if any(_text_of(p) == "__raise__" for p in prompts):
             raise RuntimeError("scripted engine failure")
         await asyncio.sleep(self.delay_s)  # lets concurrent requests pile up, as on a real engine
         out = []
-        for i, p in enumerate(prompts):
+        for p, seed in zip(prompts, seeds):
             text = _text_of(p)
             if text == "__error__":
                 out.append(Generation("", 0, 0, "error", error="scripted error"))
                 continue
-            seed = None if sampling.seed is None else sampling.seed + i
             reply = f"echo:{text}|seed={seed}"
             out.append(Generation(reply, len(text.split()), len(reply.split()), "stop"))
         return out
@@ -200,7 +200,7 @@ async def test_sampling_and_seeds_forwarded(mfray_server):
     tag2 = uuid.uuid4().hex[:8]
     await b2.generate([_chat(tag2)], s)
     (c,) = llm.calls_with(tag2)
-    assert (c["sampling"].top_k, c["sampling"].repetition_penalty, c["sampling"].seed) == (0, 1.0, 100)
+    assert (c["sampling"].top_k, c["sampling"].repetition_penalty, c["seeds"]) == (0, 1.0, [100])
     await b.aclose()
     await b2.aclose()
 
@@ -233,6 +233,15 @@ async def test_dynamic_batching_merges_concurrent_requests(mfray_server):
     tag = uuid.uuid4().hex[:8]
     backends = [OpenAIBackend(st.base_url, BASE) for _ in range(16)]
     await asyncio.gather(*(x.generate([_chat(f"{tag} {i}")], SamplingParams()) for i, x in enumerate(backends)))
+    sizes = [len(c["prompts"]) for c in llm.calls_with(tag)]
+    assert sum(sizes) == 16 and len(sizes) < 16, sizes
+    # Clients with unrelated seeds (events of a sweep) share engine calls too, each request
+    # keeping its own seed.
+    tag = uuid.uuid4().hex[:8]
+    seeded = await asyncio.gather(
+        *(x.generate([_chat(f"{tag} {i}")], SamplingParams(seed=1000 * i + 7)) for i, x in enumerate(backends))
+    )
+    assert [g.text for (g,) in seeded] == [f"echo:{tag} {i}|seed={1000 * i + 7}" for i in range(16)]
     sizes = [len(c["prompts"]) for c in llm.calls_with(tag)]
     assert sum(sizes) == 16 and len(sizes) < 16, sizes
     for x in [b, *backends]:

@@ -178,12 +178,14 @@ def _items(seeds, **sampling):
         loop.close()
 
 
-def test_plan_merges_consecutive_seeds_in_seed_order():
-    items = _items([12, 10, 11, 20, 21, 11])
-    plan = plan_batches(items, max_batch=32)
-    got = sorted((s.seed, [it.sampling.seed for it in batch]) for s, _, batch in plan)
-    # 10,11,12 form one batch (seed 10); the duplicate 11 cannot share it; 20,21 another.
-    assert got == [(10, [10, 11, 12]), (11, [11]), (20, [20, 21])]
+def test_plan_merges_requests_whatever_their_seeds():
+    items = _items([12, 10, 11, 20, None, 11])
+    ((sampling, adapter, batch),) = plan_batches(items, max_batch=32)
+    # One engine call, in arrival order; each request keeps its own seed (duplicates included),
+    # and the call's own sampling carries none.
+    assert sampling.seed is None and adapter is None
+    assert [it.prompt for it in batch] == ["p0", "p1", "p2", "p3", "p4", "p5"]
+    assert [it.sampling.seed for it in batch] == [12, 10, 11, 20, None, 11]
 
 
 def test_plan_splits_on_sampling_adapter_and_max_batch():
@@ -194,9 +196,9 @@ def test_plan_splits_on_sampling_adapter_and_max_batch():
     plan = plan_batches(a + b + c, max_batch=2)
     sizes = sorted((s.temperature, adapter or "", len(batch)) for s, adapter, batch in plan)
     assert sizes == [(0.5, "", 1), (0.5, "", 2), (0.5, "", 2), (0.5, ADAPTER, 1), (0.7, "", 2)]
-    # Unseeded batches keep arrival order.
+    # Batches keep arrival order.
     first = [batch for s, adapter, batch in plan if s.temperature == 0.5 and adapter is None]
     assert [it.prompt for batch in first for it in batch] == ["p0", "p1", "p2", "p3", "p4"]
-    # Seeded runs are cut at max_batch and each chunk starts at its own seed.
-    plan = plan_batches(_items([0, 1, 2, 3, 4]), max_batch=2)
-    assert sorted((s.seed, len(batch)) for s, _, batch in plan) == [(0, 2), (2, 2), (4, 1)]
+    # Seeded requests are cut at max_batch the same way.
+    plan = plan_batches(_items([9, 3, 7, 1, 5]), max_batch=2)
+    assert [[it.sampling.seed for it in batch] for _, _, batch in plan] == [[9, 3], [7, 1], [5]]
