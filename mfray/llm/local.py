@@ -3,7 +3,8 @@
 Why a hand-written decoding loop instead of `model.generate`: every request carries its own
 seeded torch.Generator, so a request's sample does not depend on which other requests happen to
 share its batch (the rollout of one event stays reproducible when a driver batches many events
-together), and the first-line stop is checked per row.
+together), the first-line stop is checked per row, and prompts that share a prefix (one step's
+policy prompts) prefill it once (mfray.llm.prefill).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
+from mfray.llm.prefill import prefill, stackable
 from mfray.llm.scoring import completion_logprobs
 
 
@@ -46,6 +48,7 @@ class LocalEngine:
     tokenizer: object
     device: str
     max_batch: int = 32
+    share_prefixes: bool | None = None  # prefill shared prompt prefixes once (None: decide on first use)
     stats: EngineStats = field(default_factory=EngineStats)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _newline_ids: frozenset = frozenset()
@@ -126,13 +129,17 @@ class LocalEngine:
         seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]:
         """Generate one completion per prompt (prompt i seeded as `prompt_seeds` says). Prompts
-        are length-sorted into batches of `max_batch` to limit padding; results come back in
-        input order."""
+        are sorted by their tokens into batches of `max_batch`, so that prompts with a common
+        prefix share a batch and its prefill (mfray.llm.prefill); results come back in input
+        order."""
         seeds = prompt_seeds(len(prompts), sampling, seeds)
         encoded = [self.encode(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        order = sorted(range(len(prompts)), key=lambda i: encoded[i])
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode(), self._adapter(adapter):
+            if self.share_prefixes is None:
+                probe = torch.tensor([[self.tokenizer.eos_token_id]], device=self.device)
+                self.share_prefixes = stackable(self.model(input_ids=probe, use_cache=True).past_key_values)
             for start in range(0, len(order), self.max_batch):
                 chunk = order[start : start + self.max_batch]
                 began = time.perf_counter()
@@ -154,14 +161,9 @@ class LocalEngine:
         return results  # type: ignore[return-value]
 
     def _generate_batch(self, prompts: list[list[int]], sp: SamplingParams, seeds: list[int | None]):
-        batch, width = len(prompts), max(len(p) for p in prompts)
+        batch = len(prompts)
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
-        ids = torch.full((batch, width), pad, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for row, p in enumerate(prompts):  # left padding: every row's next token is at the end
-            ids[row, width - len(p) :] = torch.tensor(p)
-            mask[row, width - len(p) :] = 1
         vocab = self.model.get_output_embeddings().weight.shape[0]
         seen = torch.zeros((batch, vocab), dtype=torch.bool)
         for row, p in enumerate(prompts):  # only real tokens count for the repetition penalty
@@ -171,13 +173,9 @@ class LocalEngine:
         finish = ["length"] * batch
         done = [False] * batch
 
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # logits_to_keep=1: only the last position's logits are needed; the full prefill logits
-        # (batch x prompt x vocab) would dominate time and memory.
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        first = prefill(self.model, prompts, pad, self.device, self.share_prefixes)
+        logits, cache, mask, positions = first.logits, first.cache, first.mask, first.last_position
         for _ in range(sp.max_new_tokens):
-            logits = out.logits[:, -1, :].float().cpu()
             next_tokens = _sample(logits, seen, sp, gens)
             for row in range(batch):
                 if done[row]:
@@ -194,14 +192,15 @@ class LocalEngine:
             if all(done):
                 break
             mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], dim=1)
-            positions = positions[:, -1:] + 1
+            positions = positions + 1
             out = self.model(
                 input_ids=next_tokens[:, None].to(self.device),
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=out.past_key_values,
+                past_key_values=cache,
                 use_cache=True,
             )
+            logits, cache = out.logits[:, -1, :].float().cpu(), out.past_key_values
         return list(zip(out_ids, finish))
 
     def _first_line_complete(self, ids: list[int]) -> bool:

@@ -1,0 +1,127 @@
+"""Prefill with shared prefixes: the prompt pass of a generate batch, computing each shared
+prefix once.
+
+Why: on a CPU the prompt pass costs more than decoding (about 2 ms per prompt token against 5 ms
+per generated token of a batch of 32, default model, 2 cores), and the policy prompts of one step
+of one event share everything up to the user profile. A batch is split into runs of prompts that
+share a prefix; each run's prefix is forwarded once and only each prompt's own suffix on top of
+a copy of its KV cache; the runs' caches are then left-padded to one width and stacked, so
+decoding runs as one batch whatever the runs. Rows are padded at the start (before the prefix)
+and between prefix and suffix; the attention mask hides both and position ids count only real
+tokens, so each row sees exactly its own prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """Number of leading tokens two prompts share."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def shared_prefix_runs(prompts: list[list[int]]) -> list[tuple[int, int, int]]:
+    """Split prompts (sorted, so that prompts with a common prefix are neighbours) into runs
+    (start, end, shared) of prompts[start:end] whose first `shared` tokens are equal, choosing
+    the split that prefills the fewest tokens: a run saves (size - 1) x shared tokens.
+
+    `shared` is capped one token short of the run's shortest prompt (every row keeps a token of
+    its own, whose logits start decoding); a run of one prompt has shared 0. Exact dynamic
+    programming over where runs end: O(n^2) for a batch of n."""
+    n = len(prompts)
+    lcp = [common_prefix_length(prompts[i], prompts[i + 1]) for i in range(n - 1)]
+    best = [0] * (n + 1)  # best[j]: most tokens saved over prompts[:j]
+    cut = [0] * (n + 1)  # where the last run of that best split starts
+    for end in range(1, n + 1):
+        shared = len(prompts[end - 1]) - 1
+        best[end], cut[end] = best[end - 1], end - 1  # prompts[end - 1] alone
+        for start in range(end - 2, -1, -1):  # grow the run to the left
+            shared = min(shared, lcp[start], len(prompts[start]) - 1)
+            saved = best[start] + (end - start - 1) * shared
+            if saved > best[end]:
+                best[end], cut[end] = saved, start
+    runs = []
+    end = n
+    while end:
+        start = cut[end]
+        shared = min([len(p) - 1 for p in prompts[start:end]] + lcp[start : end - 1]) if end - start > 1 else 0
+        runs.append((start, end, shared))
+        end = start
+    return runs[::-1]
+
+
+@dataclass
+class Prefilled:
+    """The prompt pass of a batch: next-token logits [B, V] (float32, CPU), the KV cache, the
+    attention mask over the cache [B, L] and each row's last position id [B, 1]."""
+
+    logits: torch.Tensor
+    cache: DynamicCache
+    mask: torch.Tensor
+    last_position: torch.Tensor
+
+
+def prefill(model, prompts: list[list[int]], pad_id: int, device: str, share_prefixes: bool = True) -> Prefilled:
+    """Forward a batch of prompts (token ids); with `share_prefixes` (only for models whose
+    cache is `stackable`), each run of `shared_prefix_runs` forwards its shared prefix once.
+    Callers sort the prompts so that runs form."""
+    runs = shared_prefix_runs(prompts) if share_prefixes else [(0, len(prompts), 0)]
+    parts = [_prefill_run(model, prompts[s:e], shared, pad_id, device) for s, e, shared in runs]
+    return parts[0] if len(parts) == 1 else _stack(parts)
+
+
+def _prefill_run(model, prompts: list[list[int]], shared: int, pad_id: int, device: str) -> Prefilled:
+    cache = None
+    if shared:
+        prefix = torch.tensor([prompts[0][:shared]], device=device)
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(prompts))
+    suffixes = [p[shared:] for p in prompts]
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, s in enumerate(suffixes):  # left padding: every row's next token is at the end
+        ids[row, width - len(s) :] = torch.tensor(s)
+        mask[row, width - len(s) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = shared + (mask.cumsum(-1) - 1).clamp(min=0)
+    full_mask = torch.cat([torch.ones((len(prompts), shared), dtype=mask.dtype, device=device), mask], dim=1)
+    # logits_to_keep=1: only the last position's logits are needed; the full prompt logits
+    # (batch x prompt x vocab) would dominate time and memory.
+    out = model(
+        input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
+        use_cache=True, logits_to_keep=1,
+    )
+    return Prefilled(out.logits[:, -1, :].float().cpu(), out.past_key_values, full_mask, positions[:, -1:])
+
+
+def stackable(cache) -> bool:
+    """Whether a cache is plain per-layer keys and values (no sliding window, no recurrent
+    state) that `_stack` can pad and concatenate."""
+    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _stack(parts: list[Prefilled]) -> Prefilled:
+    """One batch from several: caches and masks left-padded to the widest and concatenated."""
+    width = max(p.mask.shape[1] for p in parts)
+    cache = DynamicCache()
+    for layer in range(len(parts[0].cache.layers)):
+        keys = torch.cat([F.pad(p.cache.layers[layer].keys, (0, 0, width - p.mask.shape[1], 0)) for p in parts])
+        values = torch.cat([F.pad(p.cache.layers[layer].values, (0, 0, width - p.mask.shape[1], 0)) for p in parts])
+        cache.update(keys, values, layer)
+    return Prefilled(
+        logits=torch.cat([p.logits for p in parts]),
+        cache=cache,
+        mask=torch.cat([F.pad(p.mask, (width - p.mask.shape[1], 0)) for p in parts]),
+        last_position=torch.cat([p.last_position for p in parts]),
+    )

@@ -1,0 +1,64 @@
+"""Prefill with shared prefixes (mfray.llm.prefill) gives what a plain padded batch gives: the
+same next-token logits, a KV cache that decodes the same, the same greedy completions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from mfray.llm.base import SamplingParams
+from mfray.llm.prefill import prefill, shared_prefix_runs
+
+pytestmark = pytest.mark.integration
+
+
+def step_prompts(topic: str, n: int) -> list[list[dict]]:
+    """Policy-like prompts of one simulated step: a long common part, then each user's profile."""
+    common = (
+        "You are simulating one social-media user's reaction to a discussion topic.\n"
+        f"Discussion topic: {topic}\nCurrent mean field: most users doubt the claim and ask for sources.\n"
+    )
+    return [[{"role": "user", "content": common + f"User profile: user {i}, " + "likes cats. " * (i % 3)}] for i in range(n)]
+
+
+def mixed_batch(engine) -> list[list[int]]:
+    """Two events' step prompts and two unrelated prompts, sorted as the engine sorts them."""
+    chats = step_prompts("Free phones for everyone!", 5) + step_prompts("The bridge will close for a year.", 3)
+    chats += [[{"role": "user", "content": "Say hi."}], [{"role": "user", "content": "Name a river in Asia, please."}]]
+    return sorted(engine.encode(c) for c in chats)
+
+
+def test_shared_prefill_logits_and_next_step_match_plain(tiny_engine):
+    prompts = mixed_batch(tiny_engine)
+    runs = shared_prefix_runs(prompts)
+    # Each event's step is a run sharing its long common part; the two unrelated prompts share
+    # only the chat template's header.
+    assert sorted(end - start for start, end, _ in runs) == [2, 3, 5], runs
+    assert sorted(shared for _, _, shared in runs)[1] > 60, runs
+    model, pad = tiny_engine.model, tiny_engine.tokenizer.pad_token_id
+    with torch.inference_mode():
+        shared = prefill(model, prompts, pad, "cpu", share_prefixes=True)
+        plain = prefill(model, prompts, pad, "cpu", share_prefixes=False)
+        torch.testing.assert_close(shared.logits, plain.logits, atol=1e-4, rtol=1e-4)
+        assert shared.last_position.squeeze(1).tolist() == [len(p) - 1 for p in prompts]
+        assert shared.mask.sum(1).tolist() == [len(p) for p in prompts]
+        # One decoding step with the same tokens on each cache: the layouts differ (padding
+        # between prefix and suffix), what each row attends to must not.
+        token = torch.arange(len(prompts))[:, None] + 100
+        outs = []
+        for first in (shared, plain):
+            mask = torch.cat([first.mask, torch.ones((len(prompts), 1), dtype=first.mask.dtype)], dim=1)
+            out = model(input_ids=token, attention_mask=mask, position_ids=first.last_position + 1,
+                        past_key_values=first.cache, use_cache=True)
+            outs.append(out.logits[:, -1, :])
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-4, rtol=1e-4)
+
+
+def test_engine_greedy_completions_same_with_and_without_sharing(engine):
+    chats = step_prompts("Free phones for everyone!", 6) + step_prompts("Scientists report a new frog.", 4)
+    sp = SamplingParams(temperature=0, max_new_tokens=12)
+    plain_engine = dataclasses.replace(engine, share_prefixes=False)
+    shared_engine = dataclasses.replace(engine, share_prefixes=True)
+    assert [g.text for g in shared_engine.generate_sync(chats, sp)] == [g.text for g in plain_engine.generate_sync(chats, sp)]
