@@ -8,9 +8,12 @@ Throughput (default model, one process for (b) and (a), then a local Ray for the
   orchestration (generated tokens / wall second);
 - reference: the events one after another, each step one batched policy call for the step's
   agents and one batch-1 mean-field call, on that same engine (mfray.sim.driver.run_event);
+- replayed: the reference's own requests again, all prompts of one role in one generate call
+  (max_batch batches, each prompt with its seed): the ceiling for this work on this engine;
 - sweep: jobs/simulate_sweep.py's run_sweep on a local Ray (num_cpus = this machine's cores): one
   rollout actor with every event in flight, the LLMServer replica with the same torch threads as
-  the in-process engine. Its Serve deployment is started before the clock starts.
+  the in-process engine and nice 0 (Ray's workers default to 15, which loses CPU to every
+  nice-0 process). Its Serve deployment is started before the clock starts.
 Generated tokens count policy and mean-field completions (the engine's / the runs' accounting).
 
 Scale: `--scale N` runs N (event, seed) rollouts of a very short horizon (one warm-up step, one
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -57,6 +61,23 @@ def load() -> str:
 
 
 # ---- throughput ---------------------------------------------------------------------------------
+class Recorder:
+    """The engine behind the LLM protocol, noting each generate call's prompts, sampling,
+    adapter and per-prompt seeds, so the same work can be replayed in large batches."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, []
+
+    async def generate(self, prompts, sampling, adapter=None, seeds=None):
+        from mfray.llm.base import prompt_seeds
+
+        self.calls.append((list(prompts), sampling, adapter, prompt_seeds(len(prompts), sampling, seeds)))
+        return await self.engine.generate(prompts, sampling, adapter, seeds)
+
+    async def score(self, prompts, completions, adapter=None):
+        return await self.engine.score(prompts, completions, adapter)
+
+
 def throughput(args) -> dict:
     import torch
 
@@ -90,16 +111,36 @@ def throughput(args) -> dict:
     out["saturated"] = {"prompts": len(prompts), "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "load": load()}
     print("saturated:", out["saturated"], flush=True)
 
-    # (a) reference loop.
+    # (a) reference loop, noting every request it makes.
+    recorder = Recorder(engine)
     before = engine.stats.completion_tokens
     began = time.perf_counter()
     for event in events:
-        asyncio.run(run_event(event, engine, cfg, seed=0))
+        asyncio.run(run_event(event, recorder, cfg, seed=0))
     elapsed = time.perf_counter() - began
     tokens = engine.stats.completion_tokens - before
     out["reference"] = {"events": len(events), "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-                        "events_per_hour": len(events) * 3600 / elapsed, "load": load()}
+                        "events_per_hour": len(events) * 3600 / elapsed, "engine_calls": len(recorder.calls), "load": load()}
     print("reference:", out["reference"], flush=True)
+
+    # (b') the same requests, replayed as large batches: all prompts of one role in one call
+    # (the engine cuts it into max_batch batches), each with the seed it had. The most any
+    # orchestration of this work can get from this engine.
+    groups: dict = {}
+    for prompts, sampling, adapter, seeds in recorder.calls:
+        key = (dataclasses.replace(sampling, seed=None), adapter)
+        groups.setdefault(key, ([], []))
+        groups[key][0].extend(prompts)
+        groups[key][1].extend(seeds)
+    before = engine.stats.completion_tokens
+    began = time.perf_counter()
+    for (sampling, adapter), (prompts, seeds) in groups.items():
+        engine.generate_sync(prompts, sampling, adapter, seeds=seeds)
+    elapsed = time.perf_counter() - began
+    tokens = engine.stats.completion_tokens - before
+    out["replayed"] = {"prompts": sum(len(p) for p, _ in groups.values()), "tokens": tokens, "seconds": elapsed,
+                       "tokens_per_s": tokens / elapsed, "load": load()}
+    print("replayed:", out["replayed"], flush=True)
     del engine
 
     # The sweep, on a local Ray.
@@ -111,7 +152,7 @@ def throughput(args) -> dict:
     scfg = SweepConfig.model_validate({
         "events": files, "methods": ["mf"], "seeds": [0], "out": str(sweep_out), "llm": "serve", "actors": 1,
         "actor_num_cpus": 0.5, "concurrency": len(files), "events_per_call": args.events_per_call,
-        "llm_threads": threads, "progress_every_s": 30, "rollout": cfg.model_dump(mode="json")})
+        "llm_threads": threads, "llm_niceness": 0, "progress_every_s": 30, "rollout": cfg.model_dump(mode="json")})
     ray = start_ray()
     start(scfg)
     from mfray.ray.serve_llm import ServeLLM
@@ -124,13 +165,15 @@ def throughput(args) -> dict:
     tokens = sum(int(r["completion_tokens"]) for r in done)
     out["sweep"] = {"events": len(done), "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
                     "events_per_hour": len(done) * 3600 / elapsed, "load": load(),
-                    "replica": {k: stats[k] for k in ("batches", "requests", "completion_tokens", "busy_s")}}
+                    "replica": {k: stats[k] for k in ("batches", "requests", "completion_tokens", "busy_s", "niceness")}}
     print("sweep:", out["sweep"], flush=True)
     ray.shutdown()
-    s, r, b = out["sweep"], out["reference"], out["saturated"]
+    s, r, b, p = out["sweep"], out["reference"], out["saturated"], out["replayed"]
     out["ratios"] = {"sweep_over_reference_events_per_hour": s["events_per_hour"] / r["events_per_hour"],
                      "sweep_over_reference_tokens_per_s": s["tokens_per_s"] / r["tokens_per_s"],
-                     "sweep_over_saturated_tokens_per_s": s["tokens_per_s"] / b["tokens_per_s"]}
+                     "sweep_over_saturated_tokens_per_s": s["tokens_per_s"] / b["tokens_per_s"],
+                     "sweep_over_replayed_tokens_per_s": s["tokens_per_s"] / p["tokens_per_s"],
+                     "replayed_over_reference_tokens_per_s": p["tokens_per_s"] / r["tokens_per_s"]}
     return out
 
 

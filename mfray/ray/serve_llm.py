@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import difflib
 import inspect
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
@@ -126,9 +127,11 @@ class LLMReplica:
         return await self.llm.score(list(prompts), list(completions), self._adapter(adapter))
 
     async def stats(self) -> dict[str, Any]:
-        """Handle method: the batcher's counters and the engine's token accounting."""
+        """Handle method: the batcher's counters, the engine's token accounting and the
+        replica process's nice value."""
         b = self.llm.batcher
         return {
+            "niceness": os.nice(0),
             "batches": b.batches,
             "requests": b.items,
             "waiting": b.waiting,

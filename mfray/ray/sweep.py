@@ -39,6 +39,9 @@ class SweepConfig(SimulateConfig):
     # Ray gives a worker OMP_NUM_THREADS = its reserved CPUs (1 for the replica); on a node where
     # the replica has the cores to itself, more threads make its engine faster.
     llm_threads: int | None = Field(None, ge=1, description="torch threads of the LLMServer replica (None: Ray's default)")
+    # Ray starts workers at nice 15 so its control plane stays responsive; the replica is where
+    # a sweep's work happens, and at nice 15 it loses CPU to every nice-0 process on the node.
+    llm_niceness: int | None = Field(None, ge=0, le=19, description="nice value of the LLMServer replica (None: Ray's 15)")
 
     @field_validator("actor_num_cpus")
     @classmethod
@@ -92,12 +95,17 @@ def replica_max_queue() -> int | None:
 
 def serve_actor_options(cfg: SweepConfig) -> dict:
     """Ray actor options of the sweep's LLMServer replica: its CPUs (SERVE_OPTIONS) and, when
-    `llm_threads` is set, its torch threads."""
+    set, its torch threads (`llm_threads`) and nice value (`llm_niceness`)."""
     from mfray.ray.serve_llm import SERVE_OPTIONS
 
     options = dict(SERVE_OPTIONS["ray_actor_options"])
+    env = {}
     if cfg.llm_threads is not None:
-        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(cfg.llm_threads)}}
+        env["OMP_NUM_THREADS"] = str(cfg.llm_threads)
+    if cfg.llm_niceness is not None:
+        env["RAY_worker_niceness"] = str(cfg.llm_niceness)  # read by Ray when it starts the worker
+    if env:
+        options["runtime_env"] = {"env_vars": env}
     return options
 
 

@@ -39,6 +39,10 @@ def test_actor_cpus_are_validated_and_checked_against_the_cluster():
     assert serve_actor_options(cfg) == {"num_cpus": 1}
     assert serve_actor_options(cfg.model_copy(update={"llm_threads": 2})) == {
         "num_cpus": 1, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2"}}}
+    assert serve_actor_options(cfg.model_copy(update={"llm_threads": 2, "llm_niceness": 0})) == {
+        "num_cpus": 1, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "RAY_worker_niceness": "0"}}}
+    with pytest.raises(ValueError, match="llm_niceness"):
+        SweepConfig.model_validate({"llm_niceness": -5})
     # concurrency 4 over calls of 8 rows: one call fills the gate, one more waits ready.
     assert calls_per_actor(cfg) == 2 and calls_per_actor(cfg.model_copy(update={"events_per_call": 1})) == 5
 

@@ -54,6 +54,7 @@ def served(tiny_model_dir, tmp_path_factory):
     from ray.serve.api import RunTarget  # serve.run_many's target (a DeveloperAPI)
 
     from mfray.ray.serve_llm import build_llm_app
+    from mfray.ray.sweep import SweepConfig, serve_actor_options
     from mfray.train.lora import init_adapters
 
     # The two roles as (untrained) LoRA adapters of the base: B = 0, so they compute the base.
@@ -64,11 +65,13 @@ def served(tiny_model_dir, tmp_path_factory):
     try:
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        common = dict(model_path=str(tiny_model_dir), model_name="tiny", options={"ray_actor_options": {"num_cpus": 1}})
-        # A generous batching window makes merging robust on a slow machine.
+        common = dict(model_path=str(tiny_model_dir), model_name="tiny")
+        # A generous batching window makes merging robust on a slow machine. The main replica
+        # runs at the nice value a sweep's `llm_niceness` asks for (Ray's default is 15).
+        sweep_options = serve_actor_options(SweepConfig(llm_niceness=3))
         main = build_llm_app(batch_wait_s=0.05, max_prompt_tokens=MAX_PROMPT_TOKENS, max_queue=64, adapters=adapters,
-                             **common)
-        busy = build_llm_app(max_queue=1, **common)
+                             options={"ray_actor_options": sweep_options}, **common)
+        busy = build_llm_app(max_queue=1, options={"ray_actor_options": {"num_cpus": 1}}, **common)
         # Both applications start together (each replica loads its own engine).
         handles = serve.run_many([RunTarget(main, "mfray-llm", "/"), RunTarget(busy, "mfray-llm-busy", "/busy")])
         yield Served(port, *handles)
@@ -111,15 +114,17 @@ async def test_handle_generate_and_score_equal_local_engine(llm, tiny_engine):
 async def test_16_concurrent_handle_calls_share_engine_calls(llm, tiny_engine):
     prompts = [chat(i) for i in range(16)]
     before = await llm.stats()
-    # Each call is one event's request with its own seed (100 + i).
+    # Each call is one event's request with its own unrelated seed, as in a sweep.
+    seeds = [1000 * i + 7 for i in range(16)]
     results = await asyncio.gather(
-        *(llm.generate([p], SamplingParams(seed=100 + i, max_new_tokens=5)) for i, p in enumerate(prompts))
+        *(llm.generate([p], SamplingParams(seed=seed, max_new_tokens=5)) for p, seed in zip(prompts, seeds))
     )
     after = await llm.stats()
-    direct = tiny_engine.generate_sync(prompts, SamplingParams(seed=100, max_new_tokens=5))
+    direct = tiny_engine.generate_sync(prompts, SamplingParams(max_new_tokens=5), seeds=seeds)
     assert [r[0].text for r in results] == [g.text for g in direct]
     assert after["requests"] - before["requests"] == 16
     assert after["batches"] - before["batches"] < 16  # merged by the replica's batcher
+    assert after["niceness"] == 3  # the sweep's llm_niceness reached the replica's process
 
 
 # -- 2. HTTP through Serve's proxy, sharing the batcher -----------------------------------------
