@@ -130,16 +130,17 @@ class LocalEngine:
     ) -> list[Generation]:
         """Generate one completion per prompt (prompt i seeded as `prompt_seeds` says). Prompts
         are sorted by their tokens into batches of `max_batch`, so that prompts with a common
-        prefix share a batch and its prefill (mfray.llm.prefill); results come back in input
-        order."""
+        prefix share a batch and its prefill (mfray.llm.prefill), or by length when the model
+        cannot share prefixes; results come back in input order."""
         seeds = prompt_seeds(len(prompts), sampling, seeds)
         encoded = [self.encode(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: encoded[i])
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode(), self._adapter(adapter):
             if self.share_prefixes is None:
                 probe = torch.tensor([[self.tokenizer.eos_token_id]], device=self.device)
                 self.share_prefixes = stackable(self.model(input_ids=probe, use_cache=True).past_key_values)
+            by_tokens, by_length = (lambda i: encoded[i]), (lambda i: len(encoded[i]))
+            order = sorted(range(len(prompts)), key=by_tokens if self.share_prefixes else by_length)
             for start in range(0, len(order), self.max_batch):
                 chunk = order[start : start + self.max_batch]
                 began = time.perf_counter()

@@ -1,9 +1,9 @@
 """Prefill with shared prefixes: the prompt pass of a generate batch, computing each shared
 prefix once.
 
-Why: on a CPU the prompt pass costs more than decoding (about 2 ms per prompt token against 5 ms
-per generated token of a batch of 32, default model, 2 cores), and the policy prompts of one step
-of one event share everything up to the user profile. A batch is split into runs of prompts that
+Why: on a CPU a prompt token costs about 2 ms whether prompts are batched or not (default model,
+2 cores; benchmarks/engine_profile.py), prompts are 5-10 times longer than completions, and the
+policy prompts of one step of one event share everything up to the user profile. A batch is split into runs of prompts that
 share a prefix; each run's prefix is forwarded once and only each prompt's own suffix on top of
 a copy of its KV cache; the runs' caches are then left-padded to one width and stacked, so
 decoding runs as one batch whatever the runs. Rows are padded at the start (before the prefix)

@@ -338,9 +338,9 @@ class BatchedLLM:
 
     What build_app's routes call, and what in-process callers (the Ray Serve deployment's handle
     methods) call too, so requests from every source meet in the same batches. Prompt i of one
-    call gets seed + i, as if passed to `llm.generate` together, unless the call passes `seeds`. Raises UnknownModel for an
-    adapter not served, PromptTooLong over `max_prompt_tokens` (which needs
-    `count_tokens(prompt) -> int`), Overloaded when the batcher's queue is full."""
+    call gets seed + i, as if passed to `llm.generate` together, unless the call passes `seeds`.
+    Raises UnknownModel for an adapter not served, PromptTooLong over `max_prompt_tokens` (which
+    needs `count_tokens(prompt) -> int`), Overloaded when the batcher's queue is full."""
 
     def __init__(
         self,
