@@ -18,6 +18,7 @@ import ray
 from mfray.config import load_config
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import METRICS, TRAJECTORY_METRICS
+from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.report import write_summary
 from mfray.ray.eval_stages import TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, explode_sides, metrics_for_trajectory
 
@@ -45,9 +46,9 @@ def main(
     if have < need:
         raise ValueError(f"the Ray cluster has {have:g} CPUs but the actor pools plus one task CPU need {need:g}: "
                          f"lower --annotator-actors/--nll-actors, pass --nll-cpus 0 (or --nll-gpus 1), or add CPUs")
-    files = sorted(str(p) for p in Path(cfg.trajectories).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no trajectory .parquet files in {cfg.trajectories}")
+    complete, incomplete = evaluable_runs(cfg.trajectories)
+    files = [str(p) for p in complete]
+    write_incomplete(incomplete, cfg.out)
     texts = read_trajectories(files).map_batches(
         partial(explode_sides, eval_start=cfg.eval_start, eval_end=cfg.eval_end), batch_format="pandas")
     if cfg.nll_model is not None:
@@ -62,9 +63,9 @@ def main(
     metrics = labelled.groupby(["event_id", "method", "seed"]).map_groups(metrics_for_trajectory, batch_format="pandas")
     frame = metrics.to_pandas()
     # A block whose values are all NaN comes back as None (Arrow stores NaN as null): make them NaN again.
-    frame = frame.astype({c: float for c in (*METRICS, *TRAJECTORY_METRICS) if c in frame})
+    frame = frame.astype({c: float for c in (*METRICS, *TRAJECTORY_METRICS, "failure_rate") if c in frame})
     rows = sorted(frame.to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
-    write_summary(rows, Path(cfg.out))
+    write_summary(rows, Path(cfg.out), cfg.max_failure_rate)
     return rows
 
 

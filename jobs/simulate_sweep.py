@@ -4,8 +4,10 @@
         python jobs/simulate_sweep.py --config jobs/configs/simulate_sweep_test.yaml
 
 Grid of event files x methods x seeds -> Ray Data actor pool of rollout actors -> one Parquet
-trajectory per run under `out`, plus sweep_summary.csv. Rerunning skips finished runs; a killed
-actor is restarted and its runs resume from their last checkpoint.
+trajectory per run under `out`, plus sweep_log.jsonl (every summary row, appended as batches
+finish) and sweep_summary.csv (the merged view over all attempts). Rerunning skips finished runs
+made under the same config and refuses runs made under another (--set overwrite=true redoes
+them); a killed actor is restarted and its runs resume from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 
-import pandas as pd
 import ray
 
 from mfray.config import load_config
+from mfray.ray.summary import SummaryStore
 from mfray.ray.sweep import (
-    SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, check_queue, grid, list_event_files,
-    replica_max_queue, serve_actor_options, summarise_sweep,
+    SUMMARY_COLUMNS, RolloutActor, SweepConfig, calls_per_actor, check_fits, check_grid, check_queue, grid,
+    list_event_files, replica_max_queue, serve_actor_options, summarise_sweep,
 )
 
 
@@ -38,9 +39,14 @@ def start(cfg: SweepConfig) -> None:
 
 
 def run_sweep(cfg: SweepConfig) -> list[dict]:
-    """Run the grid through the actor pool (the LLM backend already up); summary rows, with a
-    progress line in the driver log at most every `progress_every_s`."""
+    """Run the grid through the actor pool (the LLM backend already up); summary rows of this
+    attempt, each logged under `out` as its batch returns, with a progress line (and the merged
+    sweep_summary.csv rewritten) at most every `progress_every_s`."""
     files = list_event_files(cfg.events)
+    check_grid(cfg, files)
+    store = SummaryStore(cfg.out, SUMMARY_COLUMNS)
+    if store.torn_lines:
+        print(f"note: {store.torn_lines} unreadable lines in {cfg.out}/sweep_log.jsonl (a crash mid-write) were skipped", flush=True)
     rows = grid(files, cfg)
     print(f"sweep: {len(files)} event files x {len(cfg.methods)} methods x {len(cfg.seeds)} seeds "
           f"= {len(rows)} grid rows on {cfg.actors} actors ({cfg.actor_num_cpus:g} CPU each); output {cfg.out}", flush=True)
@@ -61,13 +67,17 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     summary: list[dict] = []
     last_line = began
     for block in results.iter_batches(batch_size=None, batch_format="pandas"):
-        for row in block.to_dict("records"):
-            summary.append(row)
+        finished = block.to_dict("records")
+        store.add(finished)
+        summary += finished
+        for row in finished:
             if row["status"] in ("error", "invalid"):
                 print(f"  {row['status']}: {row['file']} {row['event_id'] or ''}: {row['error']}", flush=True)
         if time.perf_counter() - last_line >= cfg.progress_every_s:
             last_line = time.perf_counter()
+            store.write_csv()
             print("  progress: " + summarise_sweep(summary, last_line - began, len(rows)), flush=True)
+    store.write_csv()
     print("done: " + summarise_sweep(summary, time.perf_counter() - began, len(rows)), flush=True)
     return summary
 
@@ -76,10 +86,7 @@ def main(cfg: SweepConfig) -> list[dict]:
     if not ray.is_initialized():
         ray.init()
     start(cfg)
-    summary = run_sweep(cfg)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(summary, columns=list(SUMMARY_COLUMNS)).to_csv(Path(cfg.out) / "sweep_summary.csv", index=False)
-    return summary
+    return run_sweep(cfg)
 
 
 if __name__ == "__main__":

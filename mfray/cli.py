@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         "simulate",
         help="simulate events with one or more methods, write one Parquet trajectory per run",
         description="Simulate events (Weibo rumdect, crawled Twitter or canonical files) and write "
-        "one Parquet file per (event, method, seed) under --out. Existing complete files are skipped.",
+        "one Parquet file per (event, method, seed) under --out. A finished run made under the same config, "
+        "model, adapters and mfray version is skipped; one made differently is refused (or redone with --overwrite); "
+        "a run killed midway resumes from its last checkpoint.",
     )
     sim.add_argument("--config", help="SimulateConfig YAML (e.g. jobs/configs/simulate.yaml)")
     sim.add_argument("--events", nargs="+", metavar="PATH", help="event files or directories")
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, action="append", dest="seeds", help="repeatable (default 0)")
     sim.add_argument("--out", help="output directory")
     sim.add_argument("--model", help="'default', a .gguf file or a Hugging Face model directory")
+    sim.add_argument("--overwrite", action="store_true", default=None,
+                     help="redo runs whose output in --out was made under another config, model or version "
+                     "(default: refuse to mix them)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="dotted override, e.g. rollout.policy.max_new_tokens=24")
     sim.set_defaults(func=cmd_simulate)
@@ -104,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--name", default="mfray-default", help="model name clients send")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-queue", type=_positive_int, default=256, metavar="N",
+                       help="prompts that may wait for the engine; beyond, requests get 429 + Retry-After "
+                       "(default 256)")
+    serve.add_argument("--max-prompt-tokens", type=_positive_int, metavar="N",
+                       help="longer prompts get 400 (default: the model's context length)")
+    serve.add_argument("--max-request-tokens", type=_positive_int, default=32768, metavar="N",
+                       help="cap on prompts x max_tokens of one request; beyond, 413 (default 32768)")
+    serve.add_argument("--api-key-env", metavar="NAME",
+                       help="require 'Authorization: Bearer <key>' on every /v1 route, the key read from the "
+                       "environment variable NAME (never from a flag: command lines are visible to other users)")
     serve.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)
@@ -125,7 +140,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     event = load_demo_event()
     print(f"demo event {event.event_id!r}: {len(event)} responses, language {event.language}")
     print(f"topic: {event.topic_text}\n")
-    paths = _simulate([event], cfg)
+    paths, errors = _simulate([event], cfg)
+    if errors:
+        return 1
     from mfray.sim.trajectory import read_trajectory
 
     records = read_trajectory(paths[0])
@@ -141,11 +158,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mfray.config import ConfigError, load_config
-    from mfray.data import load_events
+    from mfray.data import load_files
+    from mfray.data.validate import duplicate_ids
     from mfray.sim.config import SimulateConfig
 
     flags = {
-        "events": args.events, "methods": args.methods, "seeds": args.seeds, "out": args.out,
+        "events": args.events, "methods": args.methods, "seeds": args.seeds, "out": args.out, "overwrite": args.overwrite,
         "model": {"path": args.model},
         "rollout": {"horizon": args.horizon, "agents_per_step": args.agents_per_step, "sim_start": args.sim_start},
     }
@@ -157,23 +175,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not cfg.events:
         print("mfray simulate: no events given (use --events PATH... or events: in --config)", file=sys.stderr)
         return 2
-    events, problems = load_events(cfg.events)
+    results, problems = load_files(cfg.events)
+    duplicates = duplicate_ids(results)
+    if duplicates:
+        print("mfray simulate: " + "\n  ".join(["the same event id in two files:", *duplicates]), file=sys.stderr)
+        return 2
+    problems += [p for r in results for p in r.problems]
+    events = [e for r in results for e in r.events]
     for p in problems:
         print(f"skipped: {p}", file=sys.stderr)
     if not events:
         print("mfray simulate: no valid event to simulate", file=sys.stderr)
         return 1
-    _simulate(events, cfg)
-    return 1 if problems else 0
+    _, errors = _simulate(events, cfg)
+    return 1 if problems or errors else 0
 
 
-def _simulate(events, cfg) -> list[Path]:
-    """Run every (event, method, seed) not already on disk; return the trajectory paths."""
+def _simulate(events, cfg) -> tuple[list[Path], int]:
+    """Run every (event, method, seed) not already on disk; return the trajectory paths and the
+    number of runs that ended in an error (each printed)."""
     from tqdm import tqdm
 
     from mfray.llm import build_llm
-    from mfray.sim.checkpoint import run_events
-    from mfray.sim.trajectory import trajectory_path
+    from mfray.sim.checkpoint import IdentityMismatch, RunFiles, refuse_mixing, run_events, run_metadata, run_is_done
+    from mfray.sim.identity import config_identity
 
     if cfg.endpoint is None:  # a remote server knows its own adapters; the local engine must be told
         for method in cfg.methods:
@@ -183,29 +208,39 @@ def _simulate(events, cfg) -> list[Path]:
                         f"mfray simulate: method {method} needs a LoRA adapter named {name!r} for the {role} model; "
                         f"give it with --set model.adapters.{name}=PATH (IB-Tune/SFT training writes these)"
                     )
+    identities = {m: config_identity(cfg, m, use_endpoint=cfg.endpoint is not None) for m in cfg.methods}
+    if not cfg.overwrite:
+        try:
+            refuse_mixing(cfg.out, identities)
+        except IdentityMismatch as err:
+            raise SystemExit(f"mfray simulate: {err}") from None
     runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
-    todo = [(m, s, [e for e in events if not trajectory_path(cfg.out, e.event_id, m, s).exists()]) for m, s in runs]
+    todo = [(m, s, [e for e in events if not run_is_done(RunFiles.of(cfg.out, e.event_id, m, s),
+                                                         run_metadata(identities[m], e, m, s, complete=True))])
+            for m, s in runs]
     total = sum(len(evs) for _, _, evs in todo) * cfg.rollout.horizon
-    paths = [trajectory_path(cfg.out, e.event_id, m, s) for m, s in runs for e in events]
+    paths = [RunFiles.of(cfg.out, e.event_id, m, s).final for m, s in runs for e in events]
     if total == 0:
         print(f"all {len(paths)} trajectories already in {cfg.out}; nothing to do")
-        return paths
+        return paths, 0
     began = time.perf_counter()
     llm = build_llm(cfg.model, cfg.endpoint)
     print(f"model ready in {time.perf_counter() - began:.1f}s")
-    failures = 0
+    failures = errors = 0
     with tqdm(total=total, unit="agent", desc="simulating") as bar:
         for method, seed, evs in todo:
             rollout = cfg.rollout.model_copy(update={"method": method})
-            results = asyncio.run(run_events(evs, llm, rollout, seed, cfg.out, cfg.concurrency,
-                                             on_step=lambda recs: bar.update(len(recs))))
+            results = asyncio.run(run_events(evs, llm, rollout, seed, cfg.out, identities[method], cfg.concurrency,
+                                             on_step=lambda recs: bar.update(len(recs)), overwrite=cfg.overwrite))
             for res in results:
                 if res.error:
+                    errors += 1
                     print(f"event {res.event_id} ({method}, seed {seed}) failed: {res.error}", file=sys.stderr)
                 elif res.stats is not None:
                     failures += res.stats.failures
-    print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations; output in {cfg.out}")
-    return paths
+    print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations, {errors} runs ended in "
+          f"an error; output in {cfg.out}")
+    return paths, errors
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -213,6 +248,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from mfray.config import ConfigError, load_config
     from mfray.eval.config import EvaluateConfig
+    from mfray.eval.inputs import INCOMPLETE_NAME, evaluable_runs
     from mfray.eval.run import evaluate
 
     flags = {"trajectories": args.trajectories, "out": args.out, "annotator": args.annotator,
@@ -223,13 +259,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"mfray evaluate: {err}", file=sys.stderr)
         return 2
-    n_files = len(list(Path(cfg.trajectories).glob("*.parquet")))
-    with tqdm(total=n_files, unit="trajectory", desc="evaluating") as bar:
-        try:
+    try:
+        complete, incomplete = evaluable_runs(cfg.trajectories)
+        if incomplete:
+            print(f"left out {len(incomplete)} incomplete runs (running, killed or failed; listed in "
+                  f"{Path(cfg.out) / INCOMPLETE_NAME}): {', '.join(incomplete[:10])}"
+                  + (" ..." if len(incomplete) > 10 else ""), file=sys.stderr)
+        with tqdm(total=len(complete), unit="trajectory", desc="evaluating") as bar:
             evaluate(cfg, progress=lambda _: bar.update(1))
-        except (FileNotFoundError, ValueError) as err:
-            print(f"mfray evaluate: {err}", file=sys.stderr)
-            return 1
+    except (FileNotFoundError, ValueError) as err:
+        print(f"mfray evaluate: {err}", file=sys.stderr)
+        return 1
     print((Path(cfg.out) / "kl.md").read_text(encoding="utf-8"))
     print((Path(cfg.out) / "nll.md").read_text(encoding="utf-8"))
     print(f"tables, plots and radar charts in {cfg.out}/")
@@ -262,12 +302,43 @@ def cmd_init_adapters(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mfray.llm.local import LocalEngine
-    from mfray.llm.server import build_app, serve
+    import os
 
+    from mfray.llm.local import LocalEngine
+    from mfray.llm.server import build_app, is_loopback, serve
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            print(f"mfray serve: environment variable {args.api_key_env} (named by --api-key-env) is unset or empty; "
+                  "export the key in it, or drop --api-key-env", file=sys.stderr)
+            return 2
+    elif not is_loopback(args.host):
+        # A warning, not a refusal: a trusted private network or a firewall may make it safe.
+        print(f"mfray serve: WARNING: listening on {args.host} with no API key: anyone who can reach port "
+              f"{args.port} can use the model; pass --api-key-env NAME, or bind 127.0.0.1", file=sys.stderr)
     engine = LocalEngine.load(args.model)
-    serve(build_app(engine, args.name), host=args.host, port=args.port)
+    max_prompt_tokens = args.max_prompt_tokens or _context_length(engine)
+    app = build_app(engine, args.name, max_queue=args.max_queue, max_prompt_tokens=max_prompt_tokens,
+                    max_request_tokens=args.max_request_tokens, api_key=api_key)
+    auth = f"bearer key from ${args.api_key_env}" if api_key else "none"
+    print(f"limits: queue {args.max_queue} prompts, prompt {max_prompt_tokens} tokens, "
+          f"request {args.max_request_tokens} new tokens; auth: {auth}")
+    serve(app, host=args.host, port=args.port)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _context_length(engine, fallback: int = 4096) -> int:
+    """The model's context length (its position embeddings), or `fallback` for a config without one."""
+    return int(getattr(engine.model.config, "max_position_embeddings", None) or fallback)
 
 
 def _drop_none(tree: dict) -> dict:

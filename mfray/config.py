@@ -7,7 +7,7 @@ all problems of a file are reported at once with their dotted location.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +17,14 @@ from mfray.llm.base import SamplingParams
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False):
+        """A copy with `update` applied, validated like a new config: pydantic's own model_copy
+        skips validation, which would let code build configs that a YAML file could not."""
+        if not update:
+            return super().model_copy(deep=deep)
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self).model_validate({**data, **update})
 
 
 class ModelConfig(StrictModel):
@@ -40,6 +48,11 @@ class EndpointConfig(StrictModel):
     mode: Literal["chat", "completions"] = "chat"
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0)
+    # A request that times out, gets 408/429/5xx or a malformed 2xx body is retried this many
+    # times (backoff_s x 2^attempt, or the server's Retry-After if longer), then recorded as a
+    # failed generation in place.
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
     # top_k / repetition_penalty go in the request body (vLLM, Ray Serve and mfray accept them);
     # OpenAI proper rejects unknown fields: set false there.
     extra_sampling: bool = True

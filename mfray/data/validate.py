@@ -63,8 +63,9 @@ class Limits:
 
 @dataclass
 class FileResult:
-    """What one file gave: its events, its problems, per-event skipped [null, null] tweets, and
-    for a gold-label file (format "gold_labels", no events) its valid labels."""
+    """What one file gave: its events, its problems, per-event skipped [null, null] tweets, for
+    a gold-label file (format "gold_labels", no events) its valid labels, and `duplicate_of`:
+    event ids this file also holds that load_files took from an earlier file (id -> that file)."""
 
     path: str
     format: str | None
@@ -72,6 +73,7 @@ class FileResult:
     problems: list[Problem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     labels: list[GoldLabel] = field(default_factory=list)
+    duplicate_of: dict[str, str] = field(default_factory=dict)
 
 
 def _show(value: Any) -> str:
@@ -299,6 +301,7 @@ def load_files(paths: Iterable[str | os.PathLike], limits: Limits | None = None
         kept = []
         for event in res.events:
             if event.event_id in first_seen:
+                res.duplicate_of[event.event_id] = first_seen[event.event_id]
                 res.problems.append(Problem(
                     res.path, f"event {event.event_id}", "event_id",
                     f"duplicate event id, already loaded from {first_seen[event.event_id]}; "
@@ -308,6 +311,13 @@ def load_files(paths: Iterable[str | os.PathLike], limits: Limits | None = None
             kept.append(event)
         res.events = kept
     return results, path_problems
+
+
+def duplicate_ids(results: Iterable[FileResult]) -> list[str]:
+    """One message per event id that load_files found in two files, naming both: a run grid
+    refuses these (which copy to simulate is not for a loader to guess)."""
+    return [f"event id {event_id!r} is in both {first} and {res.path}; remove or rename one copy"
+            for res in results for event_id, first in res.duplicate_of.items()]
 
 
 def load_events(paths: Iterable[str | os.PathLike], limits: Limits | None = None

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from mfray.config import EndpointConfig, StrictModel
+from mfray.eval.evaluate import DEFAULT_MAX_FAILURE_RATE
 
 
 class EvaluateConfig(StrictModel):
@@ -21,6 +22,9 @@ class EvaluateConfig(StrictModel):
     eval_start: int = Field(50, ge=0)
     eval_end: int = Field(300, ge=1)
     plot_window: int = Field(16, ge=1)
+    max_failure_rate: float = Field(
+        DEFAULT_MAX_FAILURE_RATE, ge=0, le=1, description="the report flags (⚠) methods whose share of failed "
+        "generations among the simulated evaluated agents is above this: their metrics stand on fewer agents")
     nll_model: str | None = Field(
         "default", description="policy model scoring the NLL of real actions ('default', a .gguf file or a HF "
         "directory, as in `mfray serve --model`); null turns NLL off")

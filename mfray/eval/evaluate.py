@@ -1,7 +1,7 @@
 """Trajectories -> annotations -> per-dimension metrics (SPEC section 5), single process.
 
 The Ray Data stages in mfray/ray/ call the same functions (`annotation_items`,
-`trajectory_metrics`), so both paths compute identical numbers.
+`trajectory_metrics`, `generation_failures`), so both paths compute identical numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ METRICS = ("kl", "wasserstein", "dtw", "macro_f1", "micro_f1")  # one value per 
 TRAJECTORY_METRICS = ("nll_token", "nll_action")  # one value per trajectory (mfray.eval.nll)
 LOWER_IS_BETTER = {"kl": True, "wasserstein": True, "dtw": True, "macro_f1": False, "micro_f1": False,
                    "nll_token": True, "nll_action": True}
+DEFAULT_MAX_FAILURE_RATE = 0.05  # EvaluateConfig.max_failure_rate's default; the report flags rates above it
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,38 @@ async def annotate_records(records: Sequence[StepRecord], annotator: Annotator) 
     return real_ann, [None if item is None else next(sim_iter) for item in sim]
 
 
+def generation_failures(failed: Sequence[bool], inserted: Sequence[bool]) -> dict:
+    """Generation failures of one trajectory, over its evaluated agents (`evaluated()`: in the
+    range, past warm-up, with a real action), one flag pair per agent: `failed` (the policy's
+    generation failed after its retries) and `inserted` (an intervention post took its place).
+
+    simulated = evaluated agents that are not inserted (the policy had to generate them);
+    failed = those of them whose generation failed; failure_rate = failed / simulated (NaN when
+    nothing was simulated). Warm-up agents are never evaluated and inserted posts cannot fail, so
+    neither enters the rate. A failed agent has no simulated label and drops out of every metric
+    window and F1 pair, so the rate says how many fewer agents the metrics stand on. Both
+    evaluation paths put these columns on each of the trajectory's dimension rows."""
+    if len(failed) != len(inserted):
+        raise ValueError(f"{len(failed)} failed flags but {len(inserted)} inserted flags: one of each per agent")
+    simulated = sum(1 for i in inserted if not i)
+    n_failed = sum(1 for f, i in zip(failed, inserted) if f and not i)
+    return {"simulated": simulated, "failed": n_failed, "failure_rate": n_failed / simulated if simulated else float("nan")}
+
+
+def method_failures(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Per method, the `generation_failures` columns pooled over its trajectories (events and
+    seeds): summed simulated and failed agents, and their ratio. Each trajectory counts once, however many
+    dimension rows repeat its counts; rows without the counts (written before them) give NaN."""
+    per_trajectory = {(r.get("event_id"), r["method"], r.get("seed")): (r.get("simulated"), r.get("failed")) for r in rows}
+    out: dict[str, dict[str, float]] = {}
+    for method in sorted({m for _, m, _ in per_trajectory}):
+        counts = [c for (_, m, _), c in per_trajectory.items() if m == method and c[0] is not None]
+        simulated, failed = sum(int(s) for s, _ in counts), sum(int(f) for _, f in counts)
+        rate = failed / simulated if simulated else float("nan")
+        out[method] = {"simulated": simulated, "failed": failed, "failure_rate": rate}
+    return out
+
+
 def trajectory_metrics(
     steps: Sequence[int], real: Sequence[Annotation], sim: Sequence[Annotation | None]
 ) -> list[dict]:
@@ -78,8 +111,11 @@ def trajectory_metrics(
 def summarise(rows: list[dict], metric: str) -> tuple[list[str], dict[str, dict[str, float]]]:
     """Mean of `metric` per method and dimension over events and seeds, plus the mean over
     dimensions ("mean") and, when the `state` baseline is present, the relative change of that
-    mean against it ("vs_state"). NaNs (nothing to compare) are left out of the means."""
+    mean against it ("vs_state"). NaNs (nothing to compare) are left out of the means. Each
+    method's pooled generation failure rate ("failure_rate", `method_failures`) goes with it: a
+    method that fails more is scored on fewer agents."""
     methods = sorted({r["method"] for r in rows})
+    failures = method_failures(rows)
     table: dict[str, dict[str, float]] = {}
     for method in methods:
         cells = {}
@@ -88,6 +124,7 @@ def summarise(rows: list[dict], metric: str) -> tuple[list[str], dict[str, dict[
             cells[dim] = float(np.mean(values)) if values else float("nan")
         dims = [v for v in cells.values() if not np.isnan(v)]
         cells["mean"] = float(np.mean(dims)) if dims else float("nan")
+        cells["failure_rate"] = failures[method]["failure_rate"]
         table[method] = cells
     if "state" in table and table["state"]["mean"]:
         base = table["state"]["mean"]
@@ -99,7 +136,9 @@ def summarise(rows: list[dict], metric: str) -> tuple[list[str], dict[str, dict[
 def summarise_events(rows: list[dict], metric: str) -> tuple[list[str], list[str], dict[str, dict[str, float]]]:
     """For a per-trajectory metric (repeated on each dimension row of its trajectory): the mean
     over seeds per method and event, the mean over events ("mean") and its relative change
-    against `state` ("vs_state"). Returns (methods, events, table). NaNs are left out."""
+    against `state` ("vs_state"), and the method's pooled generation failure rate
+    ("failure_rate", `method_failures`). Returns (methods, events, table). NaNs are left out."""
+    failures = method_failures(rows)
     per_trajectory = {(r["event_id"], r["method"], r["seed"]): r.get(metric, float("nan")) for r in rows}
     methods = sorted({m for _, m, _ in per_trajectory})
     events = sorted({e for e, _, _ in per_trajectory})
@@ -111,6 +150,7 @@ def summarise_events(rows: list[dict], metric: str) -> tuple[list[str], list[str
             cells[event] = float(np.mean(values)) if values else float("nan")
         present = [v for v in cells.values() if not np.isnan(v)]
         cells["mean"] = float(np.mean(present)) if present else float("nan")
+        cells["failure_rate"] = failures[method]["failure_rate"]
         table[method] = cells
     base = table.get("state", {}).get("mean", float("nan"))
     for method in methods:

@@ -9,7 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from mfray.eval.evaluate import LOWER_IS_BETTER, METRICS, TRAJECTORY_METRICS, summarise, summarise_events
+from mfray.eval.evaluate import (
+    DEFAULT_MAX_FAILURE_RATE, LOWER_IS_BETTER, METRICS, TRAJECTORY_METRICS, method_failures, summarise, summarise_events,
+)
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.metrics import label_shares, nearest_windows
 from mfray.eval.nll import nll_note
@@ -19,10 +21,35 @@ METRIC_TITLES = {"kl": "KL divergence", "wasserstein": "Wasserstein distance", "
                  "nll_token": "NLL per token of the real action (nats)", "nll_action": "NLL per real action (nats)"}
 
 
+FLAG = "⚠"
+
+
 def _fmt(value: float, percent: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:+.1%}" if percent else f"{value:.4f}"
+
+
+def over_max(rate: float, max_rate: float) -> bool:
+    """Whether a failure rate is flagged: strictly above `max_rate` (an unknown rate is not)."""
+    return not math.isnan(rate) and rate > max_rate
+
+
+def _fmt_failure(rate: float, max_rate: float) -> str:
+    if math.isnan(rate):
+        return "-"
+    return f"{rate:.1%} {FLAG}" if over_max(rate, max_rate) else f"{rate:.1%}"
+
+
+def failure_note(rates: dict[str, float], max_rate: float) -> str:
+    """The line under a table naming the methods whose failure rate is above `max_rate`
+    (empty when none is): their metrics are computed on fewer agents than the others'."""
+    flagged = [f"{m} ({r:.1%})" for m, r in sorted(rates.items()) if over_max(r, max_rate)]
+    if not flagged:
+        return ""
+    return (f"{FLAG} failure rate above max_failure_rate {max_rate:.1%}: {', '.join(flagged)}. Their failed "
+            f"generations have no simulated label, so their metrics are computed on fewer agents than the "
+            f"others' (counts: metrics_raw.csv, columns simulated and failed).")
 
 
 def write_raw_csv(rows: list[dict], path: Path) -> None:
@@ -33,45 +60,55 @@ def write_raw_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
-def write_metric_table(rows: list[dict], metric: str, out_dir: Path) -> str:
+def write_metric_table(rows: list[dict], metric: str, out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str:
     """A table like the paper's Tables 1 and 4: methods x dimensions, the mean over
-    dimensions and its change against `state`. Writes <metric>.md and <metric>.csv; returns the
+    dimensions and its change against `state`, then the method's generation failure rate (⚠
+    above `max_failure_rate`, with a line under the table naming those methods). Writes
+    <metric>.md and <metric>.csv (failure_rate and failure_over_max columns); returns the
     Markdown."""
     methods, table = summarise(rows, metric)
     columns = list(DIMENSIONS) + ["mean", "vs_state"]
     arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
-    lines = [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " |",
-             "|---|" + "---|" * len(columns)]
+    lines = [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " | failure rate |",
+             "|---|" + "---|" * (len(columns) + 1)]
     for method in methods:
         cells = [_fmt(table[method].get(c, float("nan")), percent=c == "vs_state") for c in columns]
+        cells.append(_fmt_failure(table[method]["failure_rate"], max_failure_rate))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    md = "\n".join(lines) + "\n"
+    note = failure_note({m: table[m]["failure_rate"] for m in methods}, max_failure_rate)
+    md = "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
     (out_dir / f"{metric}.md").write_text(md, encoding="utf-8")
     with (out_dir / f"{metric}.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["method"] + columns)
+        writer.writerow(["method"] + columns + ["failure_rate", "failure_over_max"])
         for method in methods:
-            writer.writerow([method] + [table[method].get(c, "") for c in columns])
+            rate = table[method]["failure_rate"]
+            writer.writerow([method] + [table[method].get(c, "") for c in columns] + [rate, over_max(rate, max_failure_rate)])
     return md
 
 
-def write_nll_table(rows: list[dict], out_dir: Path) -> str:
+def write_nll_table(rows: list[dict], out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str:
     """NLL has no dimensions: methods x events, the mean over events and its change against
-    `state`, per token and per action. Writes nll.md and nll.csv (long: metric, method, column,
-    value); returns the Markdown, headed by why NLL is missing or partial when it is."""
+    `state`, per token and per action, then the method's generation failure rate (flagged as in
+    `write_metric_table`). Writes nll.md and nll.csv (long: metric, method, column, value; the
+    columns failure_rate and failure_over_max included); returns the Markdown, headed by why NLL
+    is missing or partial when it is."""
     note = nll_note(rows)
     lines, records = [], []
     for metric in TRAJECTORY_METRICS:
         methods, events, table = summarise_events(rows, metric)
         columns = events + ["mean", "vs_state"]
         arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
-        lines += [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " |",
-                  "|---|" + "---|" * len(columns)]
+        lines += [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " | failure rate |",
+                  "|---|" + "---|" * (len(columns) + 1)]
         for method in methods:
-            cells = [_fmt(table[method][c], percent=c == "vs_state") for c in columns]
+            rate = table[method]["failure_rate"]
+            cells = [_fmt(table[method][c], percent=c == "vs_state") for c in columns] + [_fmt_failure(rate, max_failure_rate)]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
             records += [(metric, method, c, table[method][c]) for c in columns]
-        lines.append("")
+            records += [(metric, method, "failure_rate", rate), (metric, method, "failure_over_max", over_max(rate, max_failure_rate))]
+        flagged = failure_note({m: table[m]["failure_rate"] for m in methods}, max_failure_rate)
+        lines += ["", flagged, ""] if flagged else [""]
     md = (f"{note}\n\n" if note else "") + "\n".join(lines)
     (out_dir / "nll.md").write_text(md, encoding="utf-8")
     with (out_dir / "nll.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -121,9 +158,10 @@ def _shares(labels: Sequence[str | None], label: str, label_set: Sequence[str], 
     return out
 
 
-def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
+def plot_radar(rows: list[dict], metric: str, path: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> None:
     """Radar chart of methods over the eight dimensions for one metric (raw values, no
-    normalisation: read with the title's better direction)."""
+    normalisation: read with the title's better direction). Each legend entry carries the
+    method's generation failure rate, ⚠ above `max_failure_rate`."""
     if metric not in METRICS:
         raise ValueError(f"a radar chart needs a per-dimension metric ({METRICS}); {metric!r} has no dimensions")
     import matplotlib
@@ -139,7 +177,9 @@ def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
     for method in methods:
         values = [table[method][d] for d in dims]
         values = [0.0 if math.isnan(v) else v for v in values]
-        ax.plot(angles + angles[:1], values + values[:1], lw=1.8, label=method)
+        rate = table[method]["failure_rate"]
+        label = method if math.isnan(rate) else f"{method} (failed {_fmt_failure(rate, max_failure_rate)})"
+        ax.plot(angles + angles[:1], values + values[:1], lw=1.8, label=label)
         ax.fill(angles + angles[:1], values + values[:1], alpha=0.08)
     ax.set_xticks(angles)
     ax.set_xticklabels(dims)
@@ -151,12 +191,27 @@ def plot_radar(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(rows: list[dict], out_dir: Path) -> None:
+def failure_table(rows: list[dict], max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str:
+    """Markdown: per method, the simulated evaluated agents, how many failed and the rate (⚠
+    above `max_failure_rate`), pooled over events and seeds (`method_failures`)."""
+    failures = method_failures(rows)
+    lines = ["### Generation failures (evaluated agents, warm-up and interventions excluded)", "",
+             "| method | simulated | failed | failure rate |", "|---|---|---|---|"]
+    for method, f in failures.items():
+        lines.append(f"| {method} | {f['simulated']} | {f['failed']} | {_fmt_failure(f['failure_rate'], max_failure_rate)} |")
+    note = failure_note({m: f["failure_rate"] for m, f in failures.items()}, max_failure_rate)
+    return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
+
+
+def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> None:
     """Everything both evaluation paths write from metric rows: the raw CSV, one table per
-    metric (NLL's per event), summary.md, and radar charts of KL and macro-F1."""
+    metric (NLL's per event), summary.md (headed by the generation failures), and radar charts
+    of KL and macro-F1; every table and legend shows each method's failure rate, flagged above
+    `max_failure_rate` (EvaluateConfig.max_failure_rate)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_raw_csv(rows, out_dir / "metrics_raw.csv")
-    tables = [write_metric_table(rows, m, out_dir) for m in METRICS] + [write_nll_table(rows, out_dir)]
-    (out_dir / "summary.md").write_text("\n".join(tables), encoding="utf-8")
+    tables = [write_metric_table(rows, m, out_dir, max_failure_rate) for m in METRICS]
+    tables += [write_nll_table(rows, out_dir, max_failure_rate)]
+    (out_dir / "summary.md").write_text("\n".join([failure_table(rows, max_failure_rate), *tables]), encoding="utf-8")
     for metric in ("kl", "macro_f1"):
-        plot_radar(rows, metric, out_dir / f"radar_{metric}.png")
+        plot_radar(rows, metric, out_dir / f"radar_{metric}.png", max_failure_rate)

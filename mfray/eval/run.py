@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mfray.eval.annotate import Annotator, CachedAnnotator
 from mfray.eval.config import EvaluateConfig
-from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, trajectory_metrics
+from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, generation_failures, trajectory_metrics
+from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, score_records, trajectory_nll
 from mfray.eval.report import plot_trajectories, write_summary
@@ -33,12 +34,11 @@ def build_annotator(cfg: EvaluateConfig) -> Annotator:
 
 
 def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=None, scorer: LLM | None = None) -> list[dict]:
-    """Metric rows (event, method, seed, dimension, metrics...) for every trajectory file, and
-    the report files under cfg.out. Returns the rows. The NLL columns (mfray.eval.nll) are
+    """Metric rows (event, method, seed, dimension, metrics...) for every complete trajectory
+    (mfray.eval.inputs.evaluable_runs: incomplete runs are listed in incomplete_runs.txt, runs
+    of one method made under different configs are refused), and the report files under cfg.out. Returns the rows. The NLL columns (mfray.eval.nll) are
     present when cfg.nll_model is set; `scorer` replaces the model it names (already loaded)."""
-    files = sorted(Path(cfg.trajectories).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no trajectory .parquet files in {cfg.trajectories} (run mfray simulate --out there)")
+    files, incomplete = evaluable_runs(cfg.trajectories)
     annotator = annotator or build_annotator(cfg)
     if cfg.nll_model is None:
         scorer = None
@@ -46,6 +46,7 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
         scorer = build_scorer(cfg)
     out = Path(cfg.out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    write_incomplete(incomplete, out)
     rng = EvalRange(cfg.eval_start, cfg.eval_end)
     rows: list[dict] = []
     per_event: dict[str, dict] = {}  # event -> {"index", "real", "sim": {method: labels}} for plots
@@ -55,7 +56,9 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
             continue
         real, sim = asyncio.run(annotate_records(records, annotator))
         head = records[0]
-        extra = {} if scorer is None else trajectory_nll(asyncio.run(score_records(records, scorer, cfg.nll_adapters)))
+        extra = generation_failures([r.failed for r in records], [r.intervention for r in records])
+        if scorer is not None:
+            extra.update(trajectory_nll(asyncio.run(score_records(records, scorer, cfg.nll_adapters))))
         for row in trajectory_metrics([r.step for r in records], real, sim):
             rows.append({"event_id": head.event_id, "method": head.method, "seed": head.seed, **row, **extra})
         plot = per_event.setdefault(head.event_id, {"index": [r.agent_index for r in records], "real": real, "sim": {}})
@@ -65,7 +68,7 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
             progress(path)
     if not rows:
         raise ValueError(f"no agent of {cfg.trajectories} falls in the evaluated range {rng.start}..{rng.end}")
-    write_summary(rows, out)
+    write_summary(rows, out, cfg.max_failure_rate)
     for event_id, plot in per_event.items():
         for dim in DIMENSIONS:
             sims = {m: [None if a is None else a.labels.get(dim) for a in anns] for m, anns in plot["sim"].items()}

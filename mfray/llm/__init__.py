@@ -16,6 +16,8 @@ def build_llm(model, endpoint=None):
             mode=endpoint.mode,
             max_concurrency=endpoint.max_concurrency,
             timeout_s=endpoint.timeout_s,
+            max_retries=endpoint.max_retries,
+            backoff_s=endpoint.backoff_s,
             send_extra_sampling=endpoint.extra_sampling,
         )
     from mfray.llm.local import LocalEngine

@@ -10,6 +10,7 @@ driver can keep many events in flight; backends batch internally.
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence, Union, runtime_checkable
@@ -19,6 +20,24 @@ Prompt = Union[str, list[ChatMessage]]
 
 _THINK_RE = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
+# The seeds every backend accepts: a non-negative signed 64-bit integer. torch's generators take
+# up to 2**64 - 1, but OpenAI-compatible servers (vLLM, OpenAI proper) read the field as int64,
+# so a seed that is valid here is valid on every engine a request may reach.
+SEED_MIN = 0
+SEED_MAX = 2**63 - 1
+
+
+def check_seed(seed: int | None, where: str = "seed") -> None:
+    """Refuse a seed outside SEED_MIN..SEED_MAX (or not an int) with a ValueError naming `where`;
+    None (unseeded) passes. Checked before a request is batched with others, so one bad seed
+    fails only its own request."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{where} must be an int or None, got {seed!r}")
+    if not SEED_MIN <= seed <= SEED_MAX:
+        raise ValueError(f"{where} must be in {SEED_MIN}..{SEED_MAX} (0..2**63-1), got {seed}; derive seeds that fit")
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -27,7 +46,7 @@ class SamplingParams:
     `first_line`: keep only the first non-empty line (and stop generating once it is complete).
     `seed`: prompt i of a generate call is sampled with seed + i (unless the call passes its own
     per-prompt `seeds`), so a request's sample does not depend on which other requests share
-    its batch.
+    its batch. It must lie in SEED_MIN..SEED_MAX (`check_seed`).
     """
 
     temperature: float = 0.8
@@ -49,6 +68,7 @@ class SamplingParams:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        check_seed(self.seed)
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,7 @@ class Generation:
     finish_reason: str  # "stop" | "length" | "error"
     latency_s: float = 0.0
     error: str | None = None
+    retries: int = 0  # extra attempts the backend made for this prompt (HTTP or handle retries)
 
 
 @runtime_checkable
@@ -87,12 +108,22 @@ class LLM(Protocol):
 
 def prompt_seeds(n: int, sampling: SamplingParams, seeds: Sequence[int | None] | None) -> list[int | None]:
     """The seed of each of a generate call's n prompts: `seeds` as given (one per prompt), else
-    sampling.seed + i, else None (unseeded)."""
+    sampling.seed + i, else None (unseeded). Raises ValueError when a seed falls outside
+    SEED_MIN..SEED_MAX, including sampling.seed + n - 1 running past SEED_MAX."""
     if seeds is not None:
         if len(seeds) != n:
             raise ValueError(f"{len(seeds)} seeds for {n} prompts; pass one seed per prompt")
+        for i, seed in enumerate(seeds):
+            check_seed(seed, f"seeds[{i}]")
         return list(seeds)
-    return [None if sampling.seed is None else sampling.seed + i for i in range(n)]
+    if sampling.seed is None:
+        return [None] * n
+    if n and sampling.seed + n - 1 > SEED_MAX:
+        raise ValueError(
+            f"seed {sampling.seed} + {n - 1} (prompt i gets seed + i) passes {SEED_MAX} (2**63-1); "
+            f"use a seed <= {SEED_MAX - n + 1}"
+        )
+    return [sampling.seed + i for i in range(n)]
 
 
 def postprocess(text: str, first_line: bool) -> str:

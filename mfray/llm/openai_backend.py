@@ -5,25 +5,36 @@ One HTTP request per prompt, all prompts of a batch in flight at once (bounded b
 the server does the batching (vLLM's continuous batching, mfray's dynamic batcher). Retries are
 ours, not the client library's, so they are counted in `stats` and one failed request does not
 lose the rest of its batch.
+
+The failure rule: 408, 429, every 5xx, timeouts, connection errors and 2xx replies whose body is
+not the expected JSON (an HTML error page from a proxy, a truncated body) are retried with
+backoff; a generate request that still fails after `max_retries` comes back in place as a
+Generation with finish_reason="error" (counted in `stats.failures`), a score request raises
+LLMRequestError. Other 4xx raise LLMRequestError at once. Bad arguments (a seed out of range)
+raise ValueError before anything is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable, Literal, Sequence, TypeVar
 
+import httpx2  # the HTTP library under openai: raw replies are its Response objects
 import openai
+from pydantic import BaseModel, Field, ValidationError
 
 from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 _MAX_BACKOFF_S = 30.0
 # 408 is a server-side timeout; 429 rate limiting; every 5xx is the server's fault: worth retrying.
@@ -50,7 +61,74 @@ class LLMRequestError(RuntimeError):
 
 
 class _Exhausted(Exception):
-    """Internal: retries ran out; carries the last error's description."""
+    """Internal: retries ran out; carries the last error's description and the retries made."""
+
+    def __init__(self, message: str, retries: int) -> None:
+        super().__init__(message)
+        self.retries = retries
+
+
+class _Malformed(Exception):
+    """Internal: a 2xx reply whose body is not the expected JSON; retried like a 5xx."""
+
+
+# -- the parts of a reply we read (extra fields are ignored; a missing one makes it malformed) --
+
+
+class _Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Message(BaseModel):
+    content: str | None = None
+
+
+class _ChatChoice(BaseModel):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _EchoLogprobs(BaseModel):
+    tokens: list[str] | None = None
+    text_offset: list[int] | None = None
+    token_logprobs: list[float | None] | None = None
+
+
+class _TextChoice(BaseModel):
+    text: str
+    finish_reason: str | None = None
+    logprobs: _EchoLogprobs | None = None
+
+
+class _ChatReply(BaseModel):
+    choices: list[_ChatChoice] = Field(min_length=1)
+    usage: _Usage | None = None
+
+
+class _TextReply(BaseModel):
+    choices: list[_TextChoice] = Field(min_length=1)
+    usage: _Usage | None = None
+
+
+class _ScoreReply(BaseModel):
+    logprobs: list[list[float | None]]  # null: a non-finite log-prob (see mfray's /v1/score)
+
+
+def _parse_reply(response: httpx2.Response, reply_type: type[M]) -> M:
+    """The JSON body of a 2xx reply as `reply_type`. Raises _Malformed when it is not one (an HTML page
+    from a proxy, a truncated body, JSON of another shape): a server that answers 200 with junk
+    is failing, so the caller retries it like a 5xx instead of letting a parse error escape."""
+    try:
+        return reply_type.model_validate_json(response.content)
+    except ValidationError as e:
+        ctype = response.headers.get("content-type", "no content-type")
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "body"
+        raise _Malformed(
+            f"HTTP {response.status_code} with a malformed body ({ctype}, {len(response.content)} bytes; "
+            f"{where}: {first.get('msg', 'invalid')})"
+        ) from None
 
 
 @dataclass
@@ -164,15 +242,16 @@ class OpenAIBackend:
                 pass
         return min(delay, _MAX_BACKOFF_S)
 
-    async def _call(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
-        """Run one request with retries on 408/429/5xx/timeouts/connection errors. Raises
-        LLMRequestError on other 4xx and _Exhausted when retries run out."""
+    async def _call(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> tuple[T, int]:
+        """Run one request (and the parse of its reply) with retries on 408/429/5xx, timeouts,
+        connection errors and malformed 2xx bodies; returns the reply and the retries it took.
+        Raises LLMRequestError on other 4xx and _Exhausted when retries run out."""
         client, sem = self._ensure_client()
         attempt = 0
         while True:
             async with sem:  # held per attempt, not during backoff, so others can proceed
                 try:
-                    return await fn(client)
+                    return await fn(client), attempt
                 except openai.APIStatusError as e:
                     if e.status_code not in _RETRY_STATUS and e.status_code < 500:
                         raise self._request_error(e) from e
@@ -181,8 +260,11 @@ class OpenAIBackend:
                 except openai.APIConnectionError as e:  # includes APITimeoutError
                     err = e
                     desc = f"{type(e).__name__}: {e.message}"
+                except _Malformed as e:
+                    err = e
+                    desc = str(e)
             if attempt >= self.max_retries:
-                raise _Exhausted(f"{desc} (from {self.base_url}, after {attempt} retries)")
+                raise _Exhausted(f"{desc} (from {self.base_url}, after {attempt} retries)", attempt)
             delay = self._delay(attempt, err)
             attempt += 1
             self.stats.retries += 1
@@ -202,6 +284,13 @@ class OpenAIBackend:
             raise
 
     # -- generate -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _create(resource: Any, reply_type: type[M], **kw: Any) -> M:
+        # The raw reply, parsed by us: the SDK would hand back an HTML page as a str and raise
+        # a bare JSONDecodeError on a truncated body.
+        response = await resource.with_raw_response.create(**kw)
+        return _parse_reply(response.http_response, reply_type)
 
     def _sampling_kwargs(self, s: SamplingParams, seed: int | None) -> dict[str, Any]:
         kw: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens}
@@ -225,7 +314,8 @@ class OpenAIBackend:
     ) -> list[Generation]:
         """One request per prompt, all in flight together, each with its own seed
         (`prompt_seeds`); results in prompt order. A request that still fails after retries comes
-        back with finish_reason="error"."""
+        back with finish_reason="error". Raises ValueError for a seed out of range (before
+        sending anything) and LLMRequestError for a request the server refuses (4xx)."""
         seeds = prompt_seeds(len(prompts), sampling, seeds)
         if self.mode == "completions" and any(not isinstance(p, str) for p in prompts):
             raise ValueError(
@@ -239,31 +329,33 @@ class OpenAIBackend:
         self.stats.requests += 1
         kw = self._sampling_kwargs(sampling, seed)
         try:
+            reply: _TextReply | _ChatReply
             if isinstance(prompt, str):
-                resp = await self._call(lambda c: c.completions.create(model=model, prompt=prompt, **kw))
-                raw = resp.choices[0].text if resp.choices else None
+                reply, retries = await self._call(
+                    lambda c: self._create(c.completions, _TextReply, model=model, prompt=prompt, **kw)
+                )
+                raw = reply.choices[0].text
             else:
-                resp = await self._call(lambda c: c.chat.completions.create(model=model, messages=prompt, **kw))
-                raw = (resp.choices[0].message.content or "") if resp.choices else None
+                reply, retries = await self._call(
+                    lambda c: self._create(c.chat.completions, _ChatReply, model=model, messages=prompt, **kw)
+                )
+                raw = reply.choices[0].message.content or ""
         except _Exhausted as e:
             self.stats.failures += 1
             log.warning("request failed after retries: %s", e)
-            return Generation("", 0, 0, "error", time.perf_counter() - t0, error=str(e))
-        if raw is None:
-            self.stats.failures += 1
-            return Generation("", 0, 0, "error", time.perf_counter() - t0, error=f"no choices from {self.base_url}")
-        usage = resp.usage
-        pt = usage.prompt_tokens if usage else 0
-        ct = usage.completion_tokens if usage else 0
+            return Generation("", 0, 0, "error", time.perf_counter() - t0, error=str(e), retries=e.retries)
+        pt = reply.usage.prompt_tokens if reply.usage else 0
+        ct = reply.usage.completion_tokens if reply.usage else 0
         self.stats.prompt_tokens += pt
         self.stats.completion_tokens += ct
-        reason = resp.choices[0].finish_reason
+        reason = reply.choices[0].finish_reason
         return Generation(
             text=postprocess(raw, sampling.first_line),
             prompt_tokens=pt,
             completion_tokens=ct,
             finish_reason="length" if reason == "length" else "stop",
             latency_s=time.perf_counter() - t0,
+            retries=retries,
         )
 
     # -- score --------------------------------------------------------------------------------
@@ -272,8 +364,9 @@ class OpenAIBackend:
         self, prompts: list[Prompt], completions: list[str], adapter: str | None = None
     ) -> list[list[float]]:
         """Per-token log-probs of each completion given its prompt. With score_endpoint=True this
-        uses mfray's /v1/score; otherwise string prompts only, via /v1/completions with echo.
-        Raises LLMRequestError when a request still fails after retries (no partial result)."""
+        uses mfray's /v1/score (a null there, a non-finite log-prob, becomes NaN); otherwise
+        string prompts only, via /v1/completions with echo. Raises LLMRequestError when a request
+        still fails after retries (no partial result)."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         model = adapter or self.model
@@ -294,30 +387,34 @@ class OpenAIBackend:
     async def _scored(self, fn: Callable[[openai.AsyncOpenAI], Awaitable[T]]) -> T:
         self.stats.requests += 1
         try:
-            return await self._call(fn)
+            return (await self._call(fn))[0]
         except _Exhausted as e:
             self.stats.failures += 1
             raise LLMRequestError(f"score request failed: {e}") from None
 
     async def _score_remote(self, prompts: list[Prompt], completions: list[str], model: str) -> list[list[float]]:
         body = {"model": model, "prompts": prompts, "completions": completions}
-        data = await self._scored(lambda c: c.post("/score", cast_to=object, body=body))
-        out = data.get("logprobs") if isinstance(data, dict) else None
-        if not isinstance(out, list) or len(out) != len(prompts):
-            raise LLMRequestError(
-                f"/v1/score at {self.base_url} returned a malformed body (no 'logprobs' list of {len(prompts)})"
-            )
-        return [[float(x) for x in row] for row in out]
+
+        async def request(c: openai.AsyncOpenAI) -> _ScoreReply:
+            reply = _parse_reply(await c.post("/score", cast_to=httpx2.Response, body=body), _ScoreReply)
+            if len(reply.logprobs) != len(prompts):
+                raise _Malformed(
+                    f"/v1/score returned {len(reply.logprobs)} rows of log-probs for {len(prompts)} prompts"
+                )
+            return reply
+
+        reply = await self._scored(request)
+        return [[math.nan if x is None else x for x in row] for row in reply.logprobs]
 
     async def _score_echo(self, prompt: str, completion: str, model: str) -> list[float]:
         full = prompt + completion
         # max_tokens=0 + echo: the server only scores the text (vLLM's prompt-logprobs path).
-        resp = await self._scored(
-            lambda c: c.completions.create(
-                model=model, prompt=full, echo=True, logprobs=1, max_tokens=0, temperature=0
+        reply = await self._scored(
+            lambda c: self._create(
+                c.completions, _TextReply, model=model, prompt=full, echo=True, logprobs=1, max_tokens=0, temperature=0
             )
         )
-        lp = resp.choices[0].logprobs if resp.choices else None
+        lp = reply.choices[0].logprobs
         if lp is None or lp.text_offset is None or lp.token_logprobs is None or lp.tokens is None:
             raise LLMRequestError(
                 f"{self.base_url} returned no echo logprobs; this server cannot score via /v1/completions "

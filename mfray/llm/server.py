@@ -6,9 +6,15 @@ Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST
 Requests are validated with pydantic (errors come back as 400 in OpenAI's error shape), bodies
 are capped (413), and concurrent requests are merged into few `llm.generate` calls by a dynamic
 batcher: that is what makes a local engine efficient behind many small HTTP requests. Optional
-limits: prompts longer than `max_prompt_tokens` are refused (400), and when more than `max_queue`
-prompts already wait for the engine new requests are refused with 429 and a Retry-After header
-instead of queueing without bound.
+limits: prompts longer than `max_prompt_tokens` are refused (400), requests asking for more than
+`max_request_tokens` new tokens (prompts x max_tokens) are refused (413), and when more than
+`max_queue` prompts already wait for the engine new requests are refused with 429 and a
+Retry-After header instead of queueing without bound. With `api_key`, every /v1 route needs
+`Authorization: Bearer <key>` (401 otherwise); /health stays open.
+
+Failures inside the server answer 5xx with a generic message and a short error id; the exception
+text (which may hold file paths or an upstream's address) goes only to the server log, under
+that id.
 
 `BatchedLLM` is the same front (checks + batcher) as an LLM-protocol object, so in-process callers
 (the Ray Serve deployment's handle methods) share the HTTP requests' batches.
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import math
 import threading
@@ -33,7 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from mfray.llm.base import LLM, Generation, Prompt, SamplingParams, prompt_seeds
+from mfray.llm.base import LLM, SEED_MAX, SEED_MIN, Generation, Prompt, SamplingParams, prompt_seeds
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,6 @@ MAX_TOKENS_LIMIT = 4096
 DEFAULT_MAX_TOKENS = 256
 MAX_BODY_BYTES = 1 << 20
 MAX_PROMPTS_PER_REQUEST = 1024
-_NEG_INF_LOGPROB = -1e30  # JSON has no -inf; a finite sentinel keeps the response parseable
 
 
 # -- request models ---------------------------------------------------------------------------
@@ -72,7 +79,7 @@ class _SamplingRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)  # one range for every backend (base.py)
     top_k: int = Field(0, ge=-1)  # vLLM spells "off" as -1, we as 0
     repetition_penalty: float = Field(1.0, gt=0)
     first_line: bool = False  # mfray extension: keep (and stop at) the first non-empty line
@@ -416,6 +423,51 @@ def _error(status: int, message: str, etype: str = "invalid_request_error") -> J
     return JSONResponse({"error": {"message": message, "type": etype, "param": None, "code": status}}, status)
 
 
+def logged_failure(what: str, cause: BaseException | str) -> str:
+    """Log a failure with its cause under a fresh error id; return the message the client gets:
+    `what` and the id only. Exception text can hold file paths, an upstream server's address or
+    a prompt's content, so it stays in the server log."""
+    error_id = uuid.uuid4().hex[:12]
+    if isinstance(cause, BaseException):
+        log.error("%s [error id %s]", what, error_id, exc_info=cause)
+    else:
+        log.error("%s [error id %s]: %s", what, error_id, cause)
+    return f"{what} (error id {error_id}; the cause is in the server log)"
+
+
+def json_logprobs(rows: Sequence[Sequence[float]]) -> list[list[float | None]]:
+    """Log-probs as JSON can carry them: each non-finite value (NaN, +inf, -inf) becomes null,
+    since JSON has no encoding for them (a float that does not fit is no number to report)."""
+    return [[float(x) if math.isfinite(x) else None for x in row] for row in rows]
+
+
+class BearerAuthMiddleware:
+    """Require `Authorization: Bearer <api_key>` on every path under /v1 (401 otherwise). Other
+    paths (/health, for liveness probes) stay open. The key is compared in constant time and
+    never logged or echoed."""
+
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app = app
+        self._key = api_key.encode()
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        scheme, _, token = dict(headers).get(b"authorization", b"").partition(b" ")
+        # compare_digest on every request, whatever the scheme: the timing says nothing of the key.
+        return hmac.compare_digest(token.strip(), self._key) and scheme.lower() == b"bearer"
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):  # mounted under a prefix (a Serve route prefix)
+                path = path[len(root):]
+            if (path == "/v1" or path.startswith("/v1/")) and not self._authorized(scope.get("headers") or []):
+                message = "missing or wrong API key: send the header 'Authorization: Bearer <key>'"
+                response = _error(401, message, "authentication_error")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over `max_bytes` with 413: by Content-Length up front, and by
     counting chunks for bodies sent without one."""
@@ -473,13 +525,21 @@ def build_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_queue: int | None = None,
     max_prompt_tokens: int | None = None,
+    max_request_tokens: int | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible FastAPI app over `llm`. `model_name` names the base model;
     `adapters` are LoRA adapter names also accepted in the `model` field (vLLM's convention).
 
     `max_queue`: prompts allowed to wait for the engine before requests get 429 (None: no bound).
     `max_prompt_tokens`: longer prompts get 400; needs `llm.count_tokens` (LocalEngine has it).
+    `max_request_tokens`: a generate request whose prompts x max_tokens exceeds it gets 413.
+    `api_key`: when given, /v1 routes need `Authorization: Bearer <api_key>` (401 otherwise).
     `app.state.llm` is the BatchedLLM the routes use (its `.batcher` has the counters)."""
+    if max_request_tokens is not None and max_request_tokens < 1:
+        raise ValueError(f"max_request_tokens must be >= 1 or None (no cap), got {max_request_tokens}")
+    if api_key is not None and not api_key:
+        raise ValueError("api_key must be a non-empty string (or None for no authentication)")
     known = [model_name, *adapters]
     batcher = DynamicBatcher(
         llm, max_batch=max_batch, window_s=batch_window_s, max_inflight=max_inflight, max_queue=max_queue
@@ -498,6 +558,8 @@ def build_app(
     app.state.batcher = batcher
     app.state.llm = front
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    if api_key is not None:  # added last, so outermost: nothing is read before the key is checked
+        app.add_middleware(BearerAuthMiddleware, api_key=api_key)
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -518,6 +580,10 @@ def build_app(
     async def _on_too_long(_: Request, exc: PromptTooLong) -> JSONResponse:
         return _error(400, str(exc))
 
+    @app.exception_handler(Exception)
+    async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, logged_failure("internal server error", exc), "server_error")
+
     def adapter_for(model: str) -> str | None:
         if model not in known:
             raise HTTPException(404, f"model {model!r} not found; known models: {known}")
@@ -530,17 +596,28 @@ def build_app(
         adapter = adapter_for(req.model)
         try:
             sampling = req.sampling()
+            # seed + i must stay in range for every prompt: refused here, before this request
+            # is batched with others (an engine given a bad seed would fail the whole batch).
+            prompt_seeds(len(prompts), sampling, None)
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
+        asked = len(prompts) * sampling.max_new_tokens
+        if max_request_tokens is not None and asked > max_request_tokens:
+            raise HTTPException(
+                413,
+                f"request asks for up to {asked} new tokens ({len(prompts)} prompts x max_tokens "
+                f"{sampling.max_new_tokens}), limit {max_request_tokens}; send fewer prompts per request "
+                "or lower max_tokens",
+            )
         try:
             gens = await front.generate(prompts, sampling, adapter)
         except (Overloaded, PromptTooLong):
             raise  # their handlers answer 429 / 400
         except Exception as e:
-            raise HTTPException(500, f"generation failed: {type(e).__name__}: {e}") from None
+            raise HTTPException(500, logged_failure("generation failed", e)) from None
         failed = [g for g in gens if g.finish_reason == "error"]
         if failed:  # 502: the engine behind us failed; clients retry 5xx
-            raise HTTPException(502, f"generation failed: {failed[0].error}")
+            raise HTTPException(502, logged_failure("generation failed upstream", failed[0].error or "no error text"))
         return list(gens)
 
     def envelope(prefix: str, obj: str, model: str, choices: list, gens: list[Generation]) -> dict:
@@ -561,6 +638,12 @@ def build_app(
             "requests": batcher.items,
             "waiting": batcher.waiting,
             "rejected": batcher.rejected,
+            # For operators and probes: what this server refuses (None: no bound).
+            "limits": {
+                "max_queue": max_queue,
+                "max_prompt_tokens": max_prompt_tokens,
+                "max_request_tokens": max_request_tokens,
+            },
         }
 
     @app.get("/v1/models")
@@ -598,6 +681,8 @@ def build_app(
 
     @app.post("/v1/score")
     async def score(req: ScoreRequest) -> dict:
+        """Per-token log-probs of each completion given its prompt. A non-finite log-prob (NaN,
+        +-inf: JSON cannot carry them) is null in `logprobs`."""
         if len(req.prompts) != len(req.completions):
             raise HTTPException(400, f"{len(req.prompts)} prompts but {len(req.completions)} completions")
         adapter = adapter_for(req.model)
@@ -607,17 +692,26 @@ def build_app(
         except (Overloaded, PromptTooLong):
             raise
         except NotImplementedError as e:
-            raise HTTPException(400, f"this model cannot score: {e}") from None
+            raise HTTPException(400, logged_failure("this model cannot score these prompts", e)) from None
         except Exception as e:
-            log.exception("score failed")
-            raise HTTPException(500, f"score failed: {type(e).__name__}: {e}") from None
-        rows = [[_NEG_INF_LOGPROB if math.isinf(x) and x < 0 else float(x) for x in row] for row in rows]
-        return {"object": "score", "model": req.model, "logprobs": rows}
+            raise HTTPException(500, logged_failure("score failed", e)) from None
+        return {"object": "score", "model": req.model, "logprobs": json_logprobs(rows)}
 
     return app
 
 
 # -- running it -------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to `host` is reachable from this machine only ("localhost" or a
+    loopback address; any other name or address may be reachable from the network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:

@@ -15,15 +15,15 @@ import pandas as pd
 
 from mfray.eval.annotate import Annotation, AnnotationItem
 from mfray.eval.config import EvaluateConfig
-from mfray.eval.evaluate import EvalRange, evaluated, trajectory_metrics
+from mfray.eval.evaluate import EvalRange, evaluated, generation_failures, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, method_adapter, nll_pair, score_pairs, trajectory_nll
 from mfray.sim.trajectory import table_to_records
 
 TRAJECTORY_COLUMNS = ("event_id", "method", "seed", "language", "topic", "step", "agent_index",
-                      "real_text", "simulated_text", "failed", "warmup", "policy_prompt")
+                      "real_text", "simulated_text", "failed", "warmup", "intervention", "policy_prompt")
 TEXT_COLUMNS = ("event_id", "method", "seed", "step", "agent_index", "side", "text", "topic", "language",
-                "policy_prompt")
+                "policy_prompt", "failed", "intervention")
 LABEL_COLUMNS = tuple(f"label_{d}" for d in DIMENSIONS)
 NLL_STAGE_COLUMNS = ("nll_sum", "nll_tokens")  # NLLStage's output: summed log-prob (NaN: unscored), tokens
 
@@ -31,7 +31,8 @@ NLL_STAGE_COLUMNS = ("nll_sum", "nll_tokens")  # NLLStage's output: summed log-p
 def explode_sides(batch: pd.DataFrame, eval_start: int, eval_end: int) -> pd.DataFrame:
     """Reads TRAJECTORY_COLUMNS (policy_prompt may be absent: files older than it); returns
     TEXT_COLUMNS: one row per evaluated agent and side ("real", "sim"); a failed generation's sim
-    row has text None (it stays, to be counted). Only the real row carries the policy prompt."""
+    row has text None (it stays, to be counted). Only the real row carries the policy prompt;
+    both carry the agent's "failed" and "intervention" flags (for `generation_failures`)."""
     import pyarrow as pa
 
     from mfray.sim.trajectory import SCHEMA
@@ -41,7 +42,8 @@ def explode_sides(batch: pd.DataFrame, eval_start: int, eval_end: int) -> pd.Dat
     rows = []
     for r in evaluated(table_to_records(table), EvalRange(eval_start, eval_end)):
         base = {"event_id": r.event_id, "method": r.method, "seed": r.seed, "step": r.step,
-                "agent_index": r.agent_index, "topic": r.topic, "language": r.language}
+                "agent_index": r.agent_index, "topic": r.topic, "language": r.language,
+                "failed": r.failed, "intervention": r.intervention}
         rows.append({**base, "side": "real", "text": r.real_text, "policy_prompt": r.policy_prompt})
         rows.append({**base, "side": "sim", "text": None if r.failed else r.simulated_text, "policy_prompt": None})
     return pd.DataFrame(rows, columns=list(TEXT_COLUMNS))
@@ -93,8 +95,9 @@ class NLLStage:
 
 def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
     """`map_groups` over one (event, method, seed): reads "side", "step", "agent_index",
-    LABEL_COLUMNS and, when the NLL stage ran, NLL_STAGE_COLUMNS; returns one metrics row per
-    dimension (with the trajectory's NLL columns on each, as the single-process path does)."""
+    "failed", "intervention", LABEL_COLUMNS and, when the NLL stage ran, NLL_STAGE_COLUMNS;
+    returns one metrics row per dimension (with the trajectory's failure and NLL columns on each,
+    as the single-process path does)."""
     group = group.sort_values(["agent_index", "side"])
     real = group[group["side"] == "real"]
     sim = group[group["side"] == "sim"]
@@ -112,10 +115,10 @@ def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
 
     head = group.iloc[0]
     rows = trajectory_metrics(list(real["step"]), annotations(real), annotations(sim))
-    extra = {}
+    extra = generation_failures([bool(f) for f in sim["failed"]], [bool(i) for i in sim["intervention"]])
     if "nll_sum" in group:
         totals = [None if pd.isna(s) else (float(s), int(n)) for s, n in zip(real["nll_sum"], real["nll_tokens"])]
-        extra = trajectory_nll(totals)
+        extra.update(trajectory_nll(totals))
     return pd.DataFrame([{"event_id": head["event_id"], "method": head["method"], "seed": int(head["seed"]), **r, **extra}
                          for r in rows])
 

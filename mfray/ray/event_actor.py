@@ -106,7 +106,10 @@ class LiveEvent:
 
     async def intervene(self, posts: list[str], agents: list[int] | None = None, step: int | None = None) -> dict:
         """Insert `posts` as the actions of agents `agents` (offsets within the step; default
-        the first len(posts)) at `step` (default: the next step to simulate). Returns info()."""
+        the first len(posts)) at `step` (default: the next step to simulate). Returns info().
+        Refused (ValueError, the plan unchanged) for a step already simulated, and by
+        RolloutConfig's rule (mfray.sim.config.intervention_problems): an agent the rollout does
+        not generate (warm-up, past the horizon) or one another intervention already names."""
         async with self._lock:
             at = self._future_step(step, "intervene")
             planned = [iv.model_dump() for iv in self.cfg.interventions]
@@ -143,13 +146,14 @@ class LiveEvent:
         return step
 
     def _replan(self, what: str, **changes: list[dict]) -> None:
-        # Validated as a whole (agent offsets, increasing signal steps). Interventions and signals
+        # Validated as a whole (interventions on generated agents only, each once; increasing
+        # signal steps), so a live plan meets the rules a config file does. Interventions and signals
         # are read when a step begins, and the lock guarantees none is under way, so the rollout
         # takes the new plan from its next step on; its state fingerprint follows the config.
         try:
             cfg = RolloutConfig.model_validate({**self.cfg.model_dump(), **changes})
         except ValidationError as err:  # a plain ValueError crosses Ray intact; pydantic's does not
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"] for e in err.errors())
             raise ValueError(f"{what}: {problems}") from None
         self.rollout.cfg = cfg
 

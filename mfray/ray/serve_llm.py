@@ -36,7 +36,7 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from mfray.llm.base import Generation, Prompt, SamplingParams
+from mfray.llm.base import Generation, Prompt, SamplingParams, prompt_seeds
 from mfray.llm.server import Overloaded, build_app
 
 APP_NAME = "mfray-llm"  # the application name sweeps look up (SweepConfig.serve_app)
@@ -232,6 +232,25 @@ def deployment_error(app_name: str = APP_NAME) -> str:
     return "LLMServer replica failed: " + (lines[-1] if lines else "no message recorded")
 
 
+class _AttemptTimedOut(Exception):
+    """Internal: one handle call gave no answer within timeout_s (a replica's own TimeoutError
+    arrives as a RayTaskError that is also a TimeoutError, so ours needs a type of its own)."""
+
+
+@dataclasses.dataclass
+class ServeCallStats:
+    """Running totals of one ServeLLM client (a copy pickled into an actor counts on its own).
+    `calls`: generate/score calls; `retries`: extra attempts; `timeouts`: attempts that got no
+    answer within timeout_s (each one cancelled); `overloads`: attempts refused as overloaded;
+    `failures`: calls that raised in the end."""
+
+    calls: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    overloads: int = 0
+    failures: int = 0
+
+
 class ServeLLM:
     """The mfray LLM protocol over a DeploymentHandle to LLMServer (e.g.
     `ServeLLM(serve.get_app_handle("mfray-llm"))`). Picklable, holds no event-loop state, so it
@@ -239,16 +258,33 @@ class ServeLLM:
 
     Overload (the replica's Overloaded, Serve's BackPressureError) is retried up to `max_retries`
     times, waiting the server's Retry-After or an exponential backoff, whichever is longer; after
-    that Overloaded is raised. Other errors (UnknownModel, PromptTooLong, engine failures) are
-    raised at once."""
+    that Overloaded is raised. An attempt with no answer within `timeout_s` (a hung replica) is
+    cancelled and retried up to `timeout_retries` times with the same backoff, then TimeoutError
+    is raised; its own retry budget because each such attempt costs timeout_s, where an overload
+    refusal is immediate. The default timeout leaves room for a call that waits behind a full
+    replica queue on a CPU engine. Other errors (UnknownModel, PromptTooLong, engine failures)
+    are raised at once. `client_stats` counts calls, retries, timeouts, overloads and failures."""
 
-    def __init__(self, handle, max_retries: int = 5, backoff_s: float = 0.5, max_wait_s: float = 30.0) -> None:
-        if max_retries < 0 or backoff_s < 0 or max_wait_s < 0:
-            raise ValueError("need max_retries >= 0, backoff_s >= 0, max_wait_s >= 0")
+    def __init__(
+        self,
+        handle,
+        max_retries: int = 5,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 30.0,
+        timeout_s: float | None = 600.0,
+        timeout_retries: int = 1,
+    ) -> None:
+        if max_retries < 0 or backoff_s < 0 or max_wait_s < 0 or timeout_retries < 0:
+            raise ValueError("need max_retries >= 0, backoff_s >= 0, max_wait_s >= 0, timeout_retries >= 0")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, or None to wait forever; got {timeout_s}")
         self.handle = handle
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self.timeout_retries = timeout_retries
+        self.client_stats = ServeCallStats()
 
     @classmethod
     def from_app(cls, app_name: str = APP_NAME, **kwargs: Any) -> "ServeLLM":
@@ -262,34 +298,69 @@ class ServeLLM:
         adapter: str | None = None,
         seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]:
-        seeds = None if seeds is None else list(seeds)
-        return await self._call("generate", list(prompts), dataclasses.asdict(sampling), adapter, seeds)
+        """One Generation per prompt (see LLMReplica.generate). A seed out of range raises
+        ValueError here, before the call leaves this process."""
+        seeds = prompt_seeds(len(prompts), sampling, seeds)
+        gens, retries = await self._call("generate", list(prompts), dataclasses.asdict(sampling), adapter, seeds)
+        # Every prompt of a retried call was sent again: each generation carries the retries.
+        return [dataclasses.replace(g, retries=g.retries + retries) for g in gens] if retries else gens
 
     async def score(self, prompts: list[Prompt], completions: list[str], adapter: str | None = None) -> list[list[float]]:
-        return await self._call("score", list(prompts), list(completions), adapter)
+        return (await self._call("score", list(prompts), list(completions), adapter))[0]
 
     async def stats(self) -> dict[str, Any]:
         """The serving replica's counters (one replica's, when there are several)."""
         return await self.handle.stats.remote()
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        attempt = 0
+    def _backoff(self, attempt: int, server_wait: float = 0.0) -> float:
+        return min(self.max_wait_s, max(server_wait, self.backoff_s * 2**attempt))
+
+    async def _attempt(self, method: str, args: tuple) -> Any:
+        # DeploymentResponse.result(timeout_s=) blocks and is refused inside an event loop, so
+        # the awaitable is bounded with wait_for; that only stops our wait, so the request is
+        # cancelled too (best effort: unassigned, or ray.cancel on the replica's task).
+        response = getattr(self.handle, method).remote(*args)
+        try:
+            return await asyncio.wait_for(response, self.timeout_s)
+        except TimeoutError:  # asyncio's, since Python 3.11
+            response.cancel()
+            raise _AttemptTimedOut from None
+
+    async def _call(self, method: str, *args: Any) -> tuple[Any, int]:
+        """The replica's answer to `method(*args)` and the retries it took (timeouts, overloads)."""
+        self.client_stats.calls += 1
+        overloads = timeouts = 0
         while True:
             try:
-                return await getattr(self.handle, method).remote(*args)
+                return await self._attempt(method, args), overloads + timeouts
+            except _AttemptTimedOut:
+                self.client_stats.timeouts += 1
+                timeouts += 1
+                if timeouts > self.timeout_retries:
+                    self.client_stats.failures += 1
+                    raise TimeoutError(
+                        f"LLMServer.{method} gave no answer within {self.timeout_s}s, {timeouts} times: a replica "
+                        "may be hung (see `serve status` and its log); if calls are legitimately this slow, raise "
+                        "ServeLLM(timeout_s=...)"
+                    ) from None
+                wait = self._backoff(timeouts - 1)
             except Exception as err:
                 # A replica's exception arrives wrapped in a RayTaskError whose text is the remote
                 # traceback; callers get the original exception with its own message instead.
                 cause = err.cause if isinstance(err, RayTaskError) and isinstance(err.cause, Exception) else err
                 if not isinstance(cause, (Overloaded, BackPressureError)):
+                    self.client_stats.failures += 1
                     if cause is err:
                         raise
                     raise cause from None
-                if attempt >= self.max_retries:
+                self.client_stats.overloads += 1
+                if overloads >= self.max_retries:
+                    self.client_stats.failures += 1
                     raise Overloaded(
-                        f"LLMServer still overloaded after {attempt} retries: {cause}",
+                        f"LLMServer still overloaded after {overloads} retries: {cause}",
                         getattr(cause, "retry_after_s", None) or self.backoff_s,
                     ) from None
-                server_wait = getattr(cause, "retry_after_s", None) or 0.0
-                await asyncio.sleep(min(self.max_wait_s, max(server_wait, self.backoff_s * 2**attempt)))
-                attempt += 1
+                wait = self._backoff(overloads, getattr(cause, "retry_after_s", None) or 0.0)
+                overloads += 1
+            self.client_stats.retries += 1
+            await asyncio.sleep(wait)

@@ -19,8 +19,11 @@ from mfray.sim.config import SimulateConfig
 
 # resumed_step: the step a run started at in this attempt (0: from scratch, >0: from a checkpoint
 # left by a killed attempt). actions: policy/intervention actions simulated in this attempt.
+# failures: agents whose generation failed after the rollout's retries; llm_retries / llm_errors:
+# the backend's extra attempts and the generations it gave up on (mfray.sim.rollout.RolloutStats).
 SUMMARY_COLUMNS = ("file", "event_id", "method", "seed", "status", "error", "path", "agents", "actions",
-                   "resumed_step", "failures", "prompt_tokens", "completion_tokens", "seconds")
+                   "resumed_step", "failures", "llm_retries", "llm_errors", "prompt_tokens", "completion_tokens",
+                   "seconds")
 
 
 class SweepConfig(SimulateConfig):
@@ -151,8 +154,11 @@ class RolloutActor:
     def __init__(self, cfg: dict):
         from ray.util.metrics import Counter, Gauge
 
+        from mfray.sim.identity import config_identity
+
         self.cfg = SweepConfig.model_validate(cfg)
         self.llm = build_backend(self.cfg.llm, self.cfg.model, self.cfg.endpoint, self.cfg.serve_app)
+        self.identities = {m: config_identity(self.cfg, m, use_endpoint=self.cfg.llm == "endpoint") for m in self.cfg.methods}
         # Exported to the Ray dashboard / Prometheus (cluster/grafana_dashboard.json plots them).
         self.runs = Counter("mfray_runs", "rollout runs finished, by status", tag_keys=("status",))
         self.actions = Counter("mfray_actions", "agent actions simulated (counted per finished step)")
@@ -208,7 +214,8 @@ class RolloutActor:
                 self._track(1)
                 try:
                     path, stats = await run_resumable(event, self.llm, rollout_cfg, row["seed"], self.cfg.out,
-                                                      self.cfg.checkpoint_every, on_step)
+                                                      self.identities[row["method"]], self.cfg.checkpoint_every,
+                                                      on_step, self.cfg.overwrite)
                 except Exception as err:  # noqa: BLE001 - one event's failure is reported, not fatal
                     return {**row, "event_id": event.event_id, "status": "error", "error": f"{type(err).__name__}: {err}"}
                 finally:
@@ -216,7 +223,8 @@ class RolloutActor:
             status = "skipped" if stats is None else "done"
             # For a resumed run the stats include its killed attempt's tokens (they are restored).
             extra = {} if stats is None else {
-                "failures": stats.failures, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+                "failures": stats.failures, "llm_retries": stats.llm_retries, "llm_errors": stats.llm_errors,
+                "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
                 "actions": seen["actions"], "resumed_step": seen["resumed_step"] or 0,
             }
             return {**row, "event_id": event.event_id, "status": status, "path": str(path), "agents": rollout_cfg.horizon,
@@ -244,6 +252,26 @@ def summarise_sweep(rows: list[dict], elapsed_s: float, grid_rows: int | None = 
     of = f"/{grid_rows}" if grid_rows is not None else ""
     return (f"{len(frame)}{of} runs ({parts}) in {elapsed_s:.0f}s: {actions} actions simulated "
             f"({actions / t:.2f}/s), {tokens / t:.1f} generated tokens/s, {len(done) * 3600 / t:.0f} runs/hour")
+
+
+def check_grid(cfg: SweepConfig, files: list[str]) -> None:
+    """Refuse, before anything runs, a grid whose files share an event id (naming both files)
+    and, unless `overwrite`, an output folder holding runs of these methods made under another
+    identity (mfray.sim.checkpoint.refuse_mixing). Raises ValueError with the fix."""
+    from mfray.data import load_files
+    from mfray.data.validate import duplicate_ids
+    from mfray.sim.checkpoint import IdentityMismatch, refuse_mixing
+    from mfray.sim.identity import config_identity
+
+    duplicates = duplicate_ids(load_files(files)[0])
+    if duplicates:
+        raise ValueError("the grid holds the same event id in two files:\n  " + "\n  ".join(duplicates))
+    if not cfg.overwrite:
+        identities = {m: config_identity(cfg, m, use_endpoint=cfg.llm == "endpoint") for m in cfg.methods}
+        try:
+            refuse_mixing(cfg.out, identities)
+        except IdentityMismatch as err:
+            raise ValueError(str(err)) from None
 
 
 def list_event_files(paths: list[str]) -> list[str]:

@@ -1,80 +1,198 @@
 """Resumable rollouts on disk: a run that is killed restarts from its last checkpoint, and a
 finished run is never redone. Used by `mfray simulate` and by the Ray sweep's actors.
 
-Files for one (event, method, seed) under the output folder:
-  <name>.parquet          the finished trajectory (written atomically, last)
-  <name>.ckpt.json        rollout state after the last checkpointed step
-  <name>.ckpt.parquet     the records up to that step
+Files for one (event, method, seed) run `<run>` (mfray.sim.trajectory.run_name) in the folder:
+  <run>.parquet          the finished trajectory (written atomically, last)
+  <run>.ckpt.json        rollout state after the last checkpointed step
+  <run>.ckpt.parquet     the records up to that step
+  <run>.lock             locked (flock) by the one process working on the run
 The checkpoint pair is written records first, state second (each atomically), and the state
 names how many records it covers, so a crash between the two writes cannot pair a state with
-the wrong records.
+the wrong records. Every file records the run's identity (mfray.sim.identity): a finished run
+is skipped only when it was made under the same identity and event content; otherwise the run
+is refused (IdentityMismatch) unless `overwrite` asks for it to be redone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mfray.files import atomic_write, remove_lock, run_lock
 from mfray.llm.base import LLM
 from mfray.sim.config import RolloutConfig
 from mfray.sim.driver import drive
+from mfray.sim.identity import RunIdentity, differing_parts, event_digest
 from mfray.sim.rollout import EventRollout, RolloutStats
-from mfray.sim.trajectory import read_trajectory, trajectory_path, write_trajectory
+from mfray.sim.trajectory import (
+    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, LOCK_SUFFIX, list_runs, read_trajectory, run_meta, run_name, write_trajectory,
+)
 from mfray.types import Event, StepRecord
 
 
-def _paths(final: Path) -> tuple[Path, Path]:
-    stem = final.with_suffix("")
-    return stem.with_suffix(".ckpt.json"), stem.with_suffix(".ckpt.parquet")
+class IdentityMismatch(RuntimeError):
+    """Output for this run exists but was made under another identity or event content."""
 
 
-def load_checkpoint(event: Event, cfg: RolloutConfig, seed: int, final: Path) -> tuple[EventRollout, list[StepRecord]]:
-    """A rollout and its records so far: from the checkpoint when there is a usable one, else fresh."""
-    state_path, records_path = _paths(final)
-    if state_path.exists() and records_path.exists():
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        records = read_trajectory(records_path)
+@dataclass(frozen=True)
+class RunFiles:
+    """The paths of one run in an output folder."""
+
+    final: Path
+    state: Path
+    records: Path
+    lock: Path
+
+    @classmethod
+    def of(cls, out_dir: str | Path, event_id: str, method: str, seed: int) -> "RunFiles":
+        stem = Path(out_dir) / run_name(event_id, method, seed)
+        # Suffixes appended to the stem, never Path.with_suffix: an encoded id may hold dots.
+        return cls(Path(f"{stem}.parquet"), Path(f"{stem}{CKPT_STATE_SUFFIX}"), Path(f"{stem}{CKPT_RECORDS_SUFFIX}"),
+                   Path(f"{stem}{LOCK_SUFFIX}"))
+
+
+def run_metadata(identity: RunIdentity, event: Event, method: str, seed: int, complete: bool) -> dict:
+    """What a run's files record about it (Parquet metadata, checkpoint state)."""
+    return {"identity": identity.digest, "parts": identity.parts, "event_id": event.event_id,
+            "event_digest": event_digest(event), "method": method, "seed": seed, "complete": complete}
+
+
+def check_identity(found: dict | None, want: dict, path: Path) -> None:
+    """Raise IdentityMismatch unless `found` (a file's run metadata) was made like `want`."""
+    if found is not None and (found.get("identity"), found.get("event_digest")) == (want["identity"], want["event_digest"]):
+        return
+    if found is None:
+        what = "records no identity (written before mfray recorded one)"
+    elif found.get("identity") != want["identity"]:
+        diff = differing_parts(found.get("parts") or {}, want["parts"])
+        what = f"was made under another config (differs in: {', '.join(diff) or 'identity digest'})"
+    else:
+        what = "was made from another version of the event's data"
+    raise IdentityMismatch(f"{path.name} {what}; refusing to mix runs in {path.parent}: "
+                           "write to a new folder (--out) or pass --overwrite (--set overwrite=true) to redo it")
+
+
+def run_is_done(files: RunFiles, meta: dict) -> bool:
+    """True when the run's trajectory exists and was made like `meta` (identity, event content)."""
+    if not files.final.exists():
+        return False
+    try:
+        check_identity(run_meta(files.final), meta, files.final)
+    except IdentityMismatch:
+        return False
+    return True
+
+
+def load_checkpoint(event: Event, cfg: RolloutConfig, seed: int, files: RunFiles, want: dict,
+                    overwrite: bool) -> tuple[EventRollout, list[StepRecord]]:
+    """A rollout and its records so far: from the checkpoint when there is a usable one, else fresh.
+    A checkpoint of another identity is refused, or discarded under `overwrite`."""
+    if files.state.exists() and files.records.exists():
+        state = json.loads(files.state.read_text(encoding="utf-8"))
+        try:
+            check_identity(state.get("run"), want, files.state)
+        except IdentityMismatch:
+            if not overwrite:
+                raise
+            return EventRollout(event, cfg, seed), []
+        records = read_trajectory(files.records)
         if len(records) >= state["n_records"]:
             return EventRollout.from_state(event, cfg, seed, state["rollout"]), records[: state["n_records"]]
     return EventRollout(event, cfg, seed), []
 
 
-def save_checkpoint(rollout: EventRollout, records: list[StepRecord], final: Path) -> None:
-    state_path, records_path = _paths(final)
-    write_trajectory(records, records_path)
-    tmp = state_path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"n_records": len(records), "rollout": rollout.state_dict()}), encoding="utf-8")
-    tmp.replace(state_path)
+def save_checkpoint(rollout: EventRollout, records: list[StepRecord], files: RunFiles, meta: dict) -> None:
+    write_trajectory(records, files.records, meta)
+    state = json.dumps({"n_records": len(records), "rollout": rollout.state_dict(), "run": meta})
+    atomic_write(files.state, lambda tmp: tmp.write_text(state, encoding="utf-8"))
 
 
 async def run_resumable(
-    event: Event, llm: LLM, cfg: RolloutConfig, seed: int, out_dir: str | Path, every: int = 4, on_step=None
+    event: Event, llm: LLM, cfg: RolloutConfig, seed: int, out_dir: str | Path, identity: RunIdentity,
+    every: int = 4, on_step=None, overwrite: bool = False,
 ) -> tuple[Path, RolloutStats | None]:
-    """Run (or finish) one rollout, checkpointing every `every` steps; returns the trajectory's
-    path and the stats (None when it was already complete). Idempotent."""
-    final = trajectory_path(out_dir, event.event_id, cfg.method, seed)
-    if final.exists():
-        return final, None
-    rollout, records = load_checkpoint(event, cfg, seed, final)
-    steps = 0
+    """Run (or finish) one rollout under its run lock, checkpointing every `every` steps; returns
+    the trajectory's path and the stats (None when it was already complete). Idempotent.
 
-    def step_done(finished: list[StepRecord]) -> None:
-        nonlocal steps
-        records.extend(finished)
-        steps += 1
-        if steps % every == 0 and rollout.at_step_boundary and not rollout.done:
-            save_checkpoint(rollout, records, final)
-        if on_step is not None:
-            on_step(finished)
+    Raises RunBusy when another process works on the same run, IdentityMismatch when the
+    folder holds this run made under another `identity` or event content (unless `overwrite`:
+    then the run is redone and its files replaced)."""
+    files = RunFiles.of(out_dir, event.event_id, cfg.method, seed)
+    meta = run_metadata(identity, event, cfg.method, seed, complete=False)
+    with run_lock(files.lock):
+        if run_is_done(files, meta):
+            _finish(files)  # a crash after publishing may have left these behind
+            return files.final, None
+        if files.final.exists() and not overwrite:
+            check_identity(run_meta(files.final), meta, files.final)  # raises: made differently
+        rollout, records = load_checkpoint(event, cfg, seed, files, meta, overwrite)
+        steps = 0
 
-    await drive(rollout, llm, step_done)
-    write_trajectory(records, final)
-    for path in _paths(final):
-        path.unlink(missing_ok=True)
-    return final, rollout.stats
+        def step_done(finished: list[StepRecord]) -> None:
+            nonlocal steps
+            records.extend(finished)
+            steps += 1
+            if steps % every == 0 and rollout.at_step_boundary and not rollout.done:
+                save_checkpoint(rollout, records, files, meta)
+            if on_step is not None:
+                on_step(finished)
+
+        await drive(rollout, llm, step_done)
+        write_trajectory(records, files.final, {**meta, "complete": True})
+        _finish(files)
+    return files.final, rollout.stats
+
+
+def refuse_mixing(out_dir: str | Path, identities: dict[str, RunIdentity]) -> None:
+    """Raise IdentityMismatch, naming up to five files and what differs, when `out_dir` holds a
+    finished run or a checkpoint of a method in `identities` made under another identity (or
+    with none recorded). Checked before a sweep or `mfray simulate` starts; each run checks
+    again, with the event's content, when it starts (run_resumable)."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return
+    found = [(p, run_meta(p)) for p in list_runs(folder)[0]]
+    found += [(p, _state_meta(p)) for p in sorted(folder.glob(f"*{CKPT_STATE_SUFFIX}")) if not p.name.startswith(".")]
+    lines = []
+    for path, meta in found:
+        want = identities.get(meta["method"] if meta else _method_of(path.name))
+        if want is None or (meta is not None and meta.get("identity") == want.digest):
+            continue
+        diff = "no identity recorded" if meta is None else ", ".join(differing_parts(meta.get("parts") or {}, want.parts))
+        lines.append(f"  {path.name} ({diff or 'identity digest'})")
+    if lines:
+        more = f"\n  ... and {len(lines) - 5} more" if len(lines) > 5 else ""
+        raise IdentityMismatch(
+            f"{folder} holds {len(lines)} run files made under another config than this one; refusing to mix them:\n"
+            + "\n".join(lines[:5]) + more
+            + "\nwrite to a new folder (--out / --set out=...), or pass --overwrite (--set overwrite=true) to redo those runs"
+        )
+
+
+def _state_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("run")
+    except (OSError, ValueError):
+        return None
+
+
+def _method_of(name: str) -> str | None:
+    """The method part of a run file's name (`<event>__<method>__s<seed><suffix>`)."""
+    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, LOCK_SUFFIX, ".parquet"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    parts = name.rsplit("__", 2)
+    return parts[1] if len(parts) == 3 else None
+
+
+def _finish(files: RunFiles) -> None:
+    """Once the trajectory is published: drop the checkpoint, then the lock (still held)."""
+    files.state.unlink(missing_ok=True)
+    files.records.unlink(missing_ok=True)
+    remove_lock(files.lock)
 
 
 @dataclass
@@ -89,8 +207,8 @@ class EventResult:
 
 
 async def run_events(
-    events: list[Event], llm: LLM, cfg: RolloutConfig, seed: int, out_dir: str | Path,
-    concurrency: int = 8, every: int = 4, on_step=None,
+    events: list[Event], llm: LLM, cfg: RolloutConfig, seed: int, out_dir: str | Path, identity: RunIdentity,
+    concurrency: int = 8, every: int = 4, on_step=None, overwrite: bool = False,
 ) -> list[EventResult]:
     """Simulate many events resumably, up to `concurrency` in flight, so a batching backend
     sees requests of several events at once. One event's error is recorded, never fatal."""
@@ -99,7 +217,7 @@ async def run_events(
     async def one(event: Event) -> EventResult:
         async with gate:
             try:
-                path, stats = await run_resumable(event, llm, cfg, seed, out_dir, every, on_step)
+                path, stats = await run_resumable(event, llm, cfg, seed, out_dir, identity, every, on_step, overwrite)
             except Exception as err:  # noqa: BLE001 - reported per event, the sweep goes on
                 return EventResult(event.event_id, error=f"{type(err).__name__}: {err}")
             return EventResult(event.event_id, path, stats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -13,18 +14,72 @@ METHODS: tuple[str, ...] = ("state", "recent", "popular", "mf", "sft", "mf_ibtun
 
 
 class Intervention(StrictModel):
-    """Posts inserted as the actions of chosen agents at a chosen step. `agents` are offsets
-    within the step (default: the first len(posts) agents)."""
+    """Posts inserted as the actions of chosen agents at a chosen step (SPEC section 3). `agents`
+    are offsets within the step (default: the first len(posts) agents), so post k becomes the
+    action of agent step * agents_per_step + agents[k]. An intervention names each agent once;
+    which agents a rollout lets it name is RolloutConfig's rule (`intervention_problems`)."""
 
     step: int = Field(ge=0)
     posts: list[str] = Field(min_length=1)
     agents: list[int] | None = None
 
     @model_validator(mode="after")
-    def _agents_match_posts(self):
+    def _check(self):
         if self.agents is not None and len(self.agents) != len(self.posts):
             raise ValueError(f"intervention at step {self.step}: {len(self.posts)} posts but {len(self.agents)} agents")
+        twice = sorted({a for a in self.offsets if self.offsets.count(a) > 1})
+        if twice:
+            raise ValueError(f"intervention at step {self.step} names agent offset(s) {twice} more than once "
+                             f"(agents {self.agents}): give each agent one post")
         return self
+
+    @property
+    def offsets(self) -> list[int]:
+        """The agent offsets the posts go to, in post order."""
+        return list(self.agents) if self.agents is not None else list(range(len(self.posts)))
+
+
+def intervention_problems(interventions: Sequence[Intervention], agents_per_step: int, sim_start: int, horizon: int) -> list[str]:
+    """Every reason `interventions` cannot be applied by a rollout of this shape (empty: none).
+
+    Post k of an intervention goes to agent j = step * agents_per_step + offset. The rollout
+    generates exactly the agents sim_start <= j < horizon (steps of agents_per_step agents, the
+    last one cut at the horizon), so an intervention may name only those:
+    - an offset outside 0..agents_per_step-1 is no agent of the step;
+    - j >= horizon is never simulated (this includes the missing tail of a last partial step);
+    - j < sim_start is a warm-up agent: it acts with its real action, the observed history the
+      simulation starts from (SPEC section 1), which an inserted post would silently rewrite.
+      This holds whether or not the event records agent j, so that one config is valid or not
+      for every event of a sweep alike;
+    - two interventions at the same step naming the same offset would overwrite one another.
+    """
+    problems = []
+    last = horizon - 1
+    claimed: dict[tuple[int, int], int] = {}  # (step, offset) -> index of the first intervention naming it
+    for i, iv in enumerate(interventions):
+        where = f"interventions[{i}] (step {iv.step})"
+        for offset in iv.offsets:
+            j = iv.step * agents_per_step + offset
+            if not 0 <= offset < agents_per_step:
+                problems.append(f"{where}: agent offset {offset} outside 0..{agents_per_step - 1} "
+                                f"(agents_per_step {agents_per_step})")
+            elif j >= horizon:
+                problems.append(f"{where}: agent offset {offset} is agent {j}, beyond the horizon ({horizon}: the last "
+                                f"simulated agent is {last}, step {last // agents_per_step} offset {last % agents_per_step}); "
+                                f"raise horizon or name an earlier agent")
+            elif j < sim_start:
+                problems.append(f"{where}: agent offset {offset} is agent {j}, a warm-up agent (before sim_start "
+                                f"{sim_start}) that acts with its real action; the first simulated agent is {sim_start}, "
+                                f"step {sim_start // agents_per_step} offset {sim_start % agents_per_step}: name it or a "
+                                f"later one, or lower sim_start")
+            elif (iv.step, offset) in claimed:
+                first = claimed[(iv.step, offset)]
+                problems.append(f"interventions[{first}] (step {interventions[first].step}) and {where} both insert a post "
+                                f"for agent offset {offset} (agent {j}): merge them into one intervention or name "
+                                f"another agent")
+            else:
+                claimed[(iv.step, offset)] = i
+    return problems
 
 
 class Signal(StrictModel):
@@ -35,7 +90,9 @@ class Signal(StrictModel):
 
 
 class RolloutConfig(StrictModel):
-    """How one event is simulated."""
+    """How one event is simulated. Interventions may name only agents the rollout generates
+    (sim_start <= agent < horizon), each at most once over all interventions; any other plan is
+    refused with every problem named (`intervention_problems`)."""
 
     method: Method = "mf"
     agents_per_step: int = Field(16, ge=1)
@@ -60,10 +117,9 @@ class RolloutConfig(StrictModel):
         steps = [s.step for s in self.signals]
         if steps != sorted(set(steps)):
             raise ValueError(f"signal steps must be strictly increasing, got {steps}")
-        for iv in self.interventions:
-            for a in iv.agents or range(len(iv.posts)):
-                if not 0 <= a < self.agents_per_step:
-                    raise ValueError(f"intervention at step {iv.step}: agent offset {a} outside 0..{self.agents_per_step - 1}")
+        problems = intervention_problems(self.interventions, self.agents_per_step, self.sim_start, self.horizon)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -86,6 +142,9 @@ class SimulateConfig(StrictModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     out: str = "runs/simulate"
     concurrency: int = Field(4, ge=1, description="events in flight at once")
+    # A finished run made under another config/model/version is refused unless this is set
+    # (then it is redone); runs made like this one are skipped either way.
+    overwrite: bool = False
     model: ModelConfig = ModelConfig()
     endpoint: EndpointConfig | None = None
     rollout: RolloutConfig = RolloutConfig()

@@ -37,7 +37,9 @@ async def run_event(event: Event, llm: LLM, cfg: RolloutConfig, seed: int = 0, o
 
 
 async def forecast(event: Event, llm: LLM, cfg: RolloutConfig, start_agent: int, seed: int = 0, on_step=None) -> list[StepRecord]:
-    """Warm up with the real actions of agents 0..start_agent-1, then simulate forward."""
+    """Warm up with the real actions of agents 0..start_agent-1, then simulate forward. An
+    intervention planned in cfg on an agent before start_agent is refused (ValueError): that
+    agent now acts with its real action."""
     return await run_event(event, llm, cfg.model_copy(update={"sim_start": start_agent}), seed, on_step)
 
 
@@ -45,7 +47,10 @@ async def counterfactual(
     event: Event, llm: LLM, cfg: RolloutConfig, interventions: list[Intervention], seed: int = 0
 ) -> tuple[list[StepRecord], list[StepRecord]]:
     """The same seed without and with the interventions: (baseline, intervened). Steps before
-    the first intervention are identical in both, since every sample is keyed by its step."""
+    the first intervention are identical in both, since every sample is keyed by its step.
+    `interventions` are added to cfg's and checked with them (model_copy re-validates, against
+    RolloutConfig's rule: only generated agents, each once); a ValueError names every one that
+    breaks it."""
     treated = cfg.model_copy(update={"interventions": list(cfg.interventions) + list(interventions)})
     baseline, intervened = await asyncio.gather(run_event(event, llm, cfg, seed), run_event(event, llm, treated, seed))
     return baseline, intervened

@@ -7,7 +7,9 @@ requests of many events into one engine call, run it in a Ray actor, or behind a
 Per step t (agents t*N .. t*N+N-1):
 1. each agent acts: a real action in warm-up, an inserted post under an intervention, otherwise a
    policy generation (failed or empty ones are retried, then recorded as failures, never
-   replaced by the real action);
+   replaced by the real action). The config admits interventions only on generated agents, one
+   post per agent (mfray.sim.config.intervention_problems), so none replaces a warm-up action,
+   falls past the horizon or overwrites another;
 2. for mean-field methods, m_{t+1} = mu(topic, m_t, step actions), replacing m_t;
 3. the step's records are streamed out with the mean field that was in force when they acted.
 """
@@ -59,6 +61,10 @@ class _Agent:
 
 @dataclass
 class RolloutStats:
+    """Counts of one rollout. `retries`/`failures`: the rollout's own re-requests of failed or
+    empty generations and the agents still failed after them. `llm_retries`/`llm_errors`: the
+    backend's extra attempts (HTTP or Serve handle) and the generations it gave up on."""
+
     policy_requests: int = 0
     mean_field_requests: int = 0
     retries: int = 0
@@ -66,6 +72,8 @@ class RolloutStats:
     mean_field_failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    llm_retries: int = 0
+    llm_errors: int = 0
 
 
 @dataclass
@@ -169,7 +177,7 @@ class EventRollout:
         inserted = {}
         for iv in self.cfg.interventions:
             if iv.step == self.step:
-                inserted.update(zip(iv.agents or range(len(iv.posts)), iv.posts))
+                inserted.update(zip(iv.offsets, iv.posts))
         self._agents = []
         for j in range(first, min(first + n, self.cfg.horizon)):
             agent = self._make_agent(j)
@@ -282,6 +290,8 @@ class EventRollout:
     def _account(self, gen: Generation) -> None:
         self.stats.prompt_tokens += gen.prompt_tokens
         self.stats.completion_tokens += gen.completion_tokens
+        self.stats.llm_retries += gen.retries
+        self.stats.llm_errors += gen.error is not None
 
     # ---- prompts -----------------------------------------------------------------------------
     def _policy_prompt(self, agent: _Agent) -> Prompt:

@@ -1,4 +1,5 @@
-"""Trajectories on disk: one Parquet row per agent action (StepRecord)."""
+"""Trajectories on disk: one Parquet row per agent action (StepRecord), one file per
+(event, method, seed) run, named by `run_name`, with what made it in the file's metadata."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mfray.files import atomic_write, safe_name
 from mfray.llm.base import Prompt
 from mfray.types import StepRecord
+
+# The files of one run `<run>` (run_name) in an output folder.
+FINAL_SUFFIX = ".parquet"  # the finished trajectory, published last
+CKPT_STATE_SUFFIX = ".ckpt.json"  # rollout state after the last checkpointed step
+CKPT_RECORDS_SUFFIX = ".ckpt.parquet"  # the records up to that step
+LOCK_SUFFIX = ".lock"  # held while a process works on the run
+META_KEY = "mfray.run"
 
 SCHEMA = pa.schema(
     [
@@ -49,28 +58,59 @@ def decode_prompt(text: str) -> Prompt:
     return json.loads(text)
 
 
-def records_to_table(records: list[StepRecord]) -> pa.Table:
-    return pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=SCHEMA)
+def records_to_table(records: list[StepRecord], meta: dict | None = None) -> pa.Table:
+    """Records as a table of SCHEMA; `meta` (JSON-able) goes into the file's metadata under
+    `mfray.run` (see run_meta)."""
+    table = pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=SCHEMA)
+    if meta is not None:
+        table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True, ensure_ascii=False)})
+    return table
 
 
 def table_to_records(table: pa.Table) -> list[StepRecord]:
     return [StepRecord(**row) for row in table.to_pylist()]
 
 
+def run_name(event_id: str, method: str, seed: int) -> str:
+    """The file stem of one (event, method, seed) run. The event id is encoded (safe_name): an id
+    with "/", ".." or "." can neither leave the folder nor collide; the data keeps the real id."""
+    return f"{safe_name(event_id)}__{method}__s{seed}"
+
+
 def trajectory_path(out_dir: str | Path, event_id: str, method: str, seed: int) -> Path:
     """Where one (event, method, seed) trajectory lives; the name makes sweeps resumable."""
-    return Path(out_dir) / f"{event_id}__{method}__s{seed}.parquet"
+    return Path(out_dir) / f"{run_name(event_id, method, seed)}{FINAL_SUFFIX}"
 
 
-def write_trajectory(records: list[StepRecord], path: str | Path) -> Path:
-    """Write atomically (temp file + rename): a partial file never looks complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(records_to_table(records), tmp)
-    tmp.replace(path)
-    return path
+def write_trajectory(records: list[StepRecord], path: str | Path, meta: dict | None = None) -> Path:
+    """Write atomically under a temp name of this writer's own: a partial file never looks
+    complete, and concurrent writers never publish each other's half-written files."""
+    table = records_to_table(records, meta)
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_trajectory(path: str | Path) -> list[StepRecord]:
     return table_to_records(pq.read_table(path, schema=SCHEMA))
+
+
+def run_meta(path: str | Path) -> dict | None:
+    """What a trajectory file says about the run that made it (identity digest and parts, event
+    digest, completeness), or None for a file written before mfray recorded it."""
+    raw = (pq.read_schema(path).metadata or {}).get(META_KEY.encode())
+    return None if raw is None else json.loads(raw)
+
+
+def list_runs(folder: str | Path) -> tuple[list[Path], list[str]]:
+    """(complete trajectory files, names of incomplete runs) in `folder`, both sorted.
+
+    Complete: `<run>.parquet`, published only when a run finishes. Incomplete: a run with a
+    checkpoint or a lock file but no trajectory: still running, killed, or failed. Checkpoint
+    records (`.ckpt.parquet`) are never trajectories."""
+    folder = Path(folder)
+    complete = sorted(p for p in folder.glob(f"*{FINAL_SUFFIX}")
+                      if not p.name.endswith(CKPT_RECORDS_SUFFIX) and not p.name.startswith("."))
+    finished = {p.name[: -len(FINAL_SUFFIX)] for p in complete}
+    pending = set()
+    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, LOCK_SUFFIX):
+        pending |= {p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")}
+    return complete, sorted(pending - finished)

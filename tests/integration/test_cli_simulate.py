@@ -34,6 +34,24 @@ def test_simulate_writes_trajectories_and_skips_finished_runs(data_dir, tiny_mod
     (events / "broken.json").unlink()
     assert main(argv) == 0
     assert "nothing to do" in capsys.readouterr().out
+    # The same folder under another rollout config: refused, naming what differs; --overwrite redoes it.
+    longer = [a if a != "24" else "32" for a in argv]
+    with pytest.raises(SystemExit, match=r"(?s)made under another config.*rollout\.horizon.*--overwrite"):
+        main(longer)
+    assert main([*longer, "--overwrite"]) == 0
+    assert pq.read_table(out / "E102__mf__s0.parquet").num_rows == 32
+
+
+def test_the_same_event_id_in_two_files_is_refused_naming_both(data_dir, tiny_model_dir, tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(data_dir / "twitter_rumdect/E102.json", tmp_path / sub)
+    argv = ["simulate", "--events", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out"),
+            "--model", str(tiny_model_dir), "--horizon", "8", "--sim-start", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"'E102' is in both {tmp_path / 'a' / 'E102.json'} and {tmp_path / 'b' / 'E102.json'}" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_adapter_methods_without_adapters_fail_with_a_fix(data_dir, tiny_model_dir, tmp_path):

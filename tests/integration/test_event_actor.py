@@ -81,4 +81,17 @@ def test_bad_inputs_are_refused(local_ray, data_dir, tiny_model_dir, tmp_path):
         ray.get(actor.intervene.remote(["x"], agents=[9]))
     with pytest.raises(ValueError, match="steps must be >= 0"):
         ray.get(actor.run.remote(-1))
+    # 8 agents a step, sim_start 16, horizon 64: only agents 16..63 (steps 2..7) are generated.
+    with pytest.raises(ValueError, match=r"agent offset 0 is agent 8, a warm-up agent \(before sim_start 16\)"):
+        ray.get(actor.intervene.remote(["x"], step=1))
+    with pytest.raises(ValueError, match="agent 64, beyond the horizon .64: the last simulated agent is 63, step 7 offset 7"):
+        ray.get(actor.intervene.remote(["x"], step=8))
+    with pytest.raises(ValueError, match=r"intervention at step 4 names agent offset\(s\) \[1\] more than once"):
+        ray.get(actor.intervene.remote(["a", "b"], agents=[1, 1], step=4))
     assert ray.get(actor.info.remote())["interventions"] == []  # a refused plan changes nothing
+    # A second post for an agent already planned is refused, naming both interventions.
+    ray.get(actor.intervene.remote(["first"], agents=[2], step=3))
+    with pytest.raises(ValueError, match=r"interventions\[0\] \(step 3\) and interventions\[1\] \(step 3\) both insert "
+                                         r"a post for agent offset 2 \(agent 26\)"):
+        ray.get(actor.intervene.remote(["second"], agents=[2], step=3))
+    assert ray.get(actor.info.remote())["interventions"] == [{"step": 3, "posts": ["first"], "agents": [2]}]

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from mfray.llm.base import Generation, SamplingParams, prompt_seeds
+from mfray.llm.base import SEED_MAX, Generation, SamplingParams, prompt_seeds
 from mfray.llm.openai_backend import LLMRequestError, OpenAIBackend, completion_logprobs
 from mfray.llm.server import ServerThread, build_app
 
@@ -31,8 +31,9 @@ class ScriptedLLM:
 
     generate -> "echo:<last message>|seed=<per-request seed>"; token counts are word counts.
     score -> [-0.1, -0.2, ...] with one entry per completion word, shifted by the prompt's length
-    so a swapped prompt would show. A prompt "__raise__" makes generate raise; "__error__" makes
-    it return an error Generation."""
+    so a swapped prompt would show; a prompt "__nonfinite__" scores [-inf, nan, inf, -0.5] (what a
+    real engine gives when a logit underflows or overflows). A prompt "__raise__" makes generate
+    raise; "__error__" makes it return an error Generation."""
 
     def __init__(self, delay_s: float = 0.02) -> None:
         self.delay_s = delay_s
@@ -62,7 +63,9 @@ class ScriptedLLM:
 
     async def score(self, prompts, completions, adapter=None):
         return [
-            [round(-0.1 * (j + 1) - 0.001 * len(_text_of(p)), 6) for j in range(len(c.split()))]
+            [float("-inf"), float("nan"), float("inf"), -0.5]
+            if _text_of(p) == "__nonfinite__"
+            else [round(-0.1 * (j + 1) - 0.001 * len(_text_of(p)), 6) for j in range(len(c.split()))]
             for p, c in zip(prompts, completions)
         ]
 
@@ -79,8 +82,10 @@ def mfray_server():
 
 def _flaky_app() -> FastAPI:
     """Behaviour by the last message / prompt: "flaky:*" 429 twice then 200, "down:*" always
-    500, "bad:*" 400, "slow:*" answers after 1.2 s, anything else 200. Counts hits per text and
-    records the Authorization header."""
+    500, "bad:*" 400, "slow:*" answers after 1.2 s, "html:*" always 200 with an HTML page (a
+    proxy's error page), "trunc:*" always 200 with truncated JSON, "junkonce:*" 200 with an HTML
+    page the first time, anything else 200. Counts hits per text and records the Authorization
+    header. /v1/score behaves by its first prompt and answers one row [-1.0] per prompt."""
     app = FastAPI()
     app.state.hits = {}
     app.state.auth = []
@@ -103,6 +108,10 @@ def _flaky_app() -> FastAPI:
             return JSONResponse({"error": {"message": "bad field"}}, 400)
         if text.startswith("slow:"):
             await asyncio.sleep(1.2)
+        if text.startswith("html:") or (text.startswith("junkonce:") and n == 1):
+            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 200)
+        if text.startswith("trunc:"):
+            return Response('{"id": "x", "choices": [{"index": 0, "mess', 200, media_type="application/json")
         return None
 
     @app.post("/v1/chat/completions")
@@ -135,6 +144,11 @@ def _flaky_app() -> FastAPI:
                              "logprobs": {"tokens": tokens, "text_offset": offsets,
                                           "token_logprobs": lps, "top_logprobs": None}}],
                 "usage": {"prompt_tokens": len(tokens), "completion_tokens": 0, "total_tokens": len(tokens)}}
+
+    @app.post("/v1/score")
+    async def score(request: Request):
+        body = await request.json()
+        return await behave(body["prompts"][0], request) or {"logprobs": [[-1.0] for _ in body["prompts"]]}
 
     return app
 
@@ -203,6 +217,24 @@ async def test_sampling_and_seeds_forwarded(mfray_server):
     assert (c["sampling"].top_k, c["sampling"].repetition_penalty, c["seeds"]) == (0, 1.0, [100])
     await b.aclose()
     await b2.aclose()
+
+
+async def test_seed_out_of_range_is_refused_before_sending(mfray_server):
+    st, llm = mfray_server
+    with pytest.raises(ValueError, match=r"seed must be in 0\.\.9223372036854775807 .*got 18446744073709551616"):
+        SamplingParams(seed=2**64)
+    b = OpenAIBackend(st.base_url, BASE)
+    tag = uuid.uuid4().hex[:8]
+    prompts = [_chat(f"{tag} a"), _chat(f"{tag} b")]
+    with pytest.raises(ValueError, match=r"seeds\[1\] must be in"):
+        await b.generate(prompts, SamplingParams(), seeds=[1, 2**64])
+    with pytest.raises(ValueError, match=f"seed {SEED_MAX} \\+ 1 .*use a seed <= {SEED_MAX - 1}"):
+        await b.generate(prompts, SamplingParams(seed=SEED_MAX))
+    assert b.stats.requests == 0 and llm.calls_with(tag) == []
+    # The largest seeds that fit are sent as they are.
+    gens = await b.generate(prompts, SamplingParams(seed=SEED_MAX - 1))
+    assert [g.text.split("|")[1] for g in gens] == [f"seed={SEED_MAX - 1}", f"seed={SEED_MAX}"]
+    await b.aclose()
 
 
 async def test_adapter_becomes_model_name(mfray_server):
@@ -277,6 +309,46 @@ async def test_retries_then_error_keeps_batch_and_order(flaky_server):
     # 2 + 2 rate-limited retries, 3 for the dead one; one failure out of four requests.
     assert b.stats.as_dict() == {"requests": 4, "retries": 7, "failures": 1, "prompt_tokens": 3, "completion_tokens": 6}
     await b.aclose()
+
+
+async def test_malformed_200_is_retried_then_error_in_place(flaky_server):
+    st, _ = flaky_server
+    b = OpenAIBackend(st.base_url, "m", max_retries=2, backoff_s=0.01)
+    tag = uuid.uuid4().hex[:8]
+    prompts = [_chat(f"ok:{tag}"), _chat(f"html:{tag}"), _chat(f"junkonce:{tag}"), _chat(f"trunc:{tag}")]
+    gens = await b.generate(prompts, SamplingParams())
+    # The two bodies that stay junk fail in place; the rest of the batch is unaffected, and the
+    # one that was junk once was retried to success.
+    assert [g.finish_reason for g in gens] == ["stop", "error", "stop", "error"]
+    assert gens[0].text == f"ok:ok:{tag}" and gens[2].text == f"ok:junkonce:{tag}"
+    assert "malformed body (text/html" in gens[1].error and gens[1].text == ""
+    assert "malformed body (application/json" in gens[3].error and "after 2 retries" in gens[3].error
+    # 2 retries for each dead one, 1 for the junk-once one; two failures out of four requests.
+    assert b.stats.as_dict() == {"requests": 4, "retries": 5, "failures": 2, "prompt_tokens": 2, "completion_tokens": 4}
+    # Completions (string prompts) the same way.
+    (g,) = await b.generate([f"junkonce:{tag}-text"], SamplingParams())
+    assert g.finish_reason == "length" and g.text == f"ok:junkonce:{tag}-text"
+    assert b.stats.retries == 6
+    await b.aclose()
+
+
+async def test_malformed_200_on_score_is_retried_then_raises(flaky_server):
+    st, _ = flaky_server
+    tag = uuid.uuid4().hex[:8]
+    b = OpenAIBackend(st.base_url, "m", max_retries=2, backoff_s=0.01, score_endpoint=True)
+    assert await b.score([f"junkonce:{tag}", "x"], ["a", "b"]) == [[-1.0], [-1.0]]
+    assert (b.stats.retries, b.stats.failures) == (1, 0)
+    with pytest.raises(LLMRequestError, match="score request failed: HTTP 200 with a malformed body"):
+        await b.score([f"html:{tag}"], ["a"])
+    assert (b.stats.requests, b.stats.retries, b.stats.failures) == (2, 3, 1)
+    # Over /v1/completions with echo, too.
+    echo = OpenAIBackend(st.base_url, "m", max_retries=2, backoff_s=0.01)
+    assert await echo.score([f"junkonce:{tag} the"], [" cat sat"]) == [[-2.0, -3.0]]
+    assert echo.stats.retries == 1
+    with pytest.raises(LLMRequestError, match="malformed body"):
+        await echo.score([f"trunc:{tag}"], [" x"])
+    await b.aclose()
+    await echo.aclose()
 
 
 async def test_client_error_raises_with_status(flaky_server):

@@ -68,6 +68,16 @@ def test_sweep_writes_every_run_and_resumes(local_ray, data_dir, tiny_model_dir,
     assert len(files) == 4 and all(pq.read_table(tmp_path / "out" / f).num_rows == 48 for f in files)
     again = main(cfg)
     assert sorted(r["status"] for r in again if r["status"] != "invalid") == ["skipped"] * 4
+    # The summary kept both attempts in its log; the merged view still shows the runs as done.
+    import pandas as pd
+
+    assert len((tmp_path / "out" / "sweep_log.jsonl").read_text().splitlines()) == 12
+    merged = pd.read_csv(tmp_path / "out" / "sweep_summary.csv")
+    assert sorted(merged["status"]) == ["done"] * 4 + ["invalid"] * 2
+    # Another rollout config into the same folder is refused before anything runs.
+    other = cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"horizon": 64})})
+    with pytest.raises(ValueError, match=r"(?s)made under another config.*rollout\.horizon.*overwrite=true"):
+        main(other)
 
 
 def _rollout_actor_pids() -> dict[int, str]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import pytest
 
 from mfray.eval.annotate import Annotation
-from mfray.eval.evaluate import EvalRange, evaluated, summarise, trajectory_metrics
+from mfray.eval.config import EvaluateConfig
+from mfray.eval.evaluate import EvalRange, evaluated, generation_failures, method_failures, summarise, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
+from mfray.eval.report import write_metric_table, write_summary
 from mfray.types import StepRecord
 
 
@@ -55,3 +58,104 @@ def test_evaluated_range_skips_warmup_and_unrecorded_agents():
                           real_text=real, simulated_text="y", mean_field="", signal=None, state_text="", warmup=warm)
     records = [rec(0, warm=True), rec(50), rec(51, real=None), rec(299), rec(300)]
     assert [r.agent_index for r in evaluated(records, EvalRange(0, 300))] == [50, 299]
+
+
+# ---- generation failures next to every metric -------------------------------------------------
+
+def test_generation_failures_by_hand():
+    # Five evaluated agents: 1 and 3 failed, 2 is an inserted intervention post.
+    # simulated = 5 - 1 inserted = 4; failed = 2 (agents 1, 3); rate = 2 / 4 = 0.5.
+    out = generation_failures([False, True, False, True, False], [False, False, True, False, False])
+    assert out == {"simulated": 4, "failed": 2, "failure_rate": 0.5}
+    # Nothing simulated (all inserted): the rate is unknown, not 0.
+    nothing = generation_failures([False], [True])
+    assert (nothing["simulated"], nothing["failed"]) == (0, 0) and math.isnan(nothing["failure_rate"])
+    with pytest.raises(ValueError, match="3 failed flags but 2 inserted flags"):
+        generation_failures([False] * 3, [False] * 2)
+
+
+def failure_rows(counts: dict[tuple[str, str, int], tuple[int, int]], kl: float = 0.1) -> list[dict]:
+    """Dimension rows as both paths emit them: the trajectory's counts repeated on each."""
+    rows = []
+    for (event, method, seed), (simulated, failed) in counts.items():
+        for dim in DIMENSIONS:
+            rows.append({"event_id": event, "method": method, "seed": seed, "dimension": dim, "kl": kl,
+                         "simulated": simulated, "failed": failed, "failure_rate": failed / simulated})
+    return rows
+
+
+def test_method_failures_pool_trajectories_once_each():
+    # mf: e1 10 simulated 3 failed, e2 30 simulated 1 failed -> pooled 4 / 40 = 10% (the mean of
+    # the two rates, (30% + 3.3%) / 2 = 16.7%, would weigh the short trajectory like the long one).
+    # Each trajectory is repeated on 8 dimension rows and still counts once. state: 0 / 20 = 0.
+    rows = failure_rows({("e1", "mf", 0): (10, 3), ("e2", "mf", 0): (30, 1), ("e1", "state", 0): (20, 0)})
+    out = method_failures(rows)
+    assert out["mf"] == {"simulated": 40, "failed": 4, "failure_rate": pytest.approx(0.1)}
+    assert out["state"] == {"simulated": 20, "failed": 0, "failure_rate": 0.0}
+    _, table = summarise(rows, "kl")
+    assert table["mf"]["failure_rate"] == pytest.approx(0.1) and table["state"]["failure_rate"] == 0.0
+    # Rows written before the counts existed: the rate is unknown, never 0.
+    assert math.isnan(summarise([{"method": "mf", "dimension": "rumor", "kl": 0.1}], "kl")[1]["mf"]["failure_rate"])
+
+
+def test_metric_tables_show_and_flag_failure_rates(tmp_path):
+    # mf fails 4 / 40 = 10% > 5%: flagged in the Markdown, the CSV and the line under the table.
+    rows = failure_rows({("e1", "mf", 0): (10, 3), ("e2", "mf", 0): (30, 1), ("e1", "state", 0): (20, 0)})
+    md = write_metric_table(rows, "kl", tmp_path, max_failure_rate=0.05)
+    assert md.splitlines()[2].endswith("| mean | vs_state | failure rate |")
+    assert "| mf |" in md and md.count("⚠") == 2  # the mf cell and the note
+    assert next(ln for ln in md.splitlines() if ln.startswith("| mf ")).endswith("| 10.0% ⚠ |")
+    assert next(ln for ln in md.splitlines() if ln.startswith("| state ")).endswith("| 0.0% |")
+    assert "failure rate above max_failure_rate 5.0%: mf (10.0%)" in md and "computed on fewer agents" in md
+    with (tmp_path / "kl.csv").open() as fh:
+        table = {r["method"]: r for r in csv.DictReader(fh)}
+    assert float(table["mf"]["failure_rate"]) == pytest.approx(0.1) and table["mf"]["failure_over_max"] == "True"
+    assert table["state"]["failure_over_max"] == "False"
+    # At a 10% limit, 10% is not above it: no flag, no note.
+    assert "⚠" not in write_metric_table(rows, "kl", tmp_path, max_failure_rate=0.1)
+
+
+def test_summary_and_nll_tables_carry_the_rates(tmp_path):
+    rows = failure_rows({("e1", "mf", 0): (10, 3), ("e1", "state", 0): (20, 0)})
+    for r in rows:
+        r.update({m: 0.1 for m in ("wasserstein", "dtw", "macro_f1", "micro_f1")})
+        r.update({"nll_token": 2.0, "nll_action": 20.0, "nll_actions": 5, "nll_unscored": 0})
+    write_summary(rows, tmp_path, max_failure_rate=0.2)
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    # The head table: mf 3 / 10 = 30% > 20%; state 0 / 20.
+    assert "| mf | 10 | 3 | 30.0% ⚠ |" in summary and "| state | 20 | 0 | 0.0% |" in summary
+    # Every metric table (5 per-dimension, 2 NLL) flags mf, and says so under it; plus the head table.
+    assert summary.count("| 30.0% ⚠ |") == 1 + 5 + 2 and summary.count("max_failure_rate 20.0%: mf (30.0%)") == 1 + 5 + 2
+    nll_csv = (tmp_path / "nll.csv").read_text()
+    assert "nll_token,mf,failure_rate,0.3" in nll_csv and "nll_token,mf,failure_over_max,True" in nll_csv
+    raw = (tmp_path / "metrics_raw.csv").read_text().splitlines()[0].split(",")
+    assert {"simulated", "failed", "failure_rate"} <= set(raw)
+
+
+def test_max_failure_rate_is_a_checked_config_field():
+    assert EvaluateConfig(trajectories="t").max_failure_rate == 0.05
+    with pytest.raises(ValueError, match="max_failure_rate"):
+        EvaluateConfig(trajectories="t", max_failure_rate=1.5)
+
+
+def test_evaluate_reports_failure_rates_of_its_trajectories(tmp_path):
+    # One event, agents 0..11, steps of 4, warm-up 0..3, evaluated 4..11 (8 agents).
+    # mf: agents 5 and 9 failed, agent 8 an inserted post -> 2 / 7 = 28.6%. state: 0 / 8.
+    from mfray.eval.run import evaluate
+    from mfray.sim.trajectory import trajectory_path, write_trajectory
+
+    texts = ["This is a hoax", "I am so angry about this", "Really? Source?", "Police confirmed it"] * 3
+    for method, failed, inserted in (("mf", {5, 9}, {8}), ("state", set(), set())):
+        records = [StepRecord(event_id="e", method=method, seed=0, language="en", topic="A claim", step=j // 4,
+                              agent_index=j, real_text=texts[j],
+                              simulated_text=None if j < 4 or j in failed else texts[(j + 1) % 12],
+                              mean_field="", signal=None, state_text="", warmup=j < 4, failed=j in failed,
+                              intervention=j in inserted) for j in range(12)]
+        write_trajectory(records, trajectory_path(tmp_path / "traj", "e", method, 0))
+    cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "out"), eval_start=0, eval_end=12,
+                         nll_model=None, max_failure_rate=0.05)
+    rows = {r["method"]: r for r in evaluate(cfg)}
+    assert (rows["mf"]["simulated"], rows["mf"]["failed"]) == (7, 2) and rows["mf"]["failure_rate"] == pytest.approx(2 / 7)
+    assert (rows["state"]["simulated"], rows["state"]["failed"], rows["state"]["failure_rate"]) == (8, 0, 0.0)
+    kl = (tmp_path / "out" / "kl.md").read_text(encoding="utf-8")
+    assert "| 28.6% ⚠ |" in kl and "max_failure_rate 5.0%: mf (28.6%)" in kl

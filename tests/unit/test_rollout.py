@@ -201,33 +201,3 @@ def test_trajectory_schema_matches_records(tmp_path):
     recs = run(run_event(make_event(), ScriptedLLM(), cfg()))
     assert read_trajectory(write_trajectory(recs, tmp_path / "t.parquet")) == recs
     assert recs[0].topic == "real-1" and recs[0].language == "en"
-
-
-class DyingLLM(ScriptedLLM):
-    """Raises after `limit` calls, as a killed worker would stop mid-run."""
-
-    def __init__(self, limit):
-        super().__init__()
-        self.limit = limit
-
-    async def generate(self, prompts, sampling, adapter=None):
-        if len(self.calls) >= self.limit:
-            raise RuntimeError("worker killed")
-        return await super().generate(prompts, sampling, adapter)
-
-
-def test_killed_run_resumes_from_checkpoint_without_loss_or_duplicates(tmp_path):
-    from mfray.sim.checkpoint import run_resumable
-    from mfray.sim.trajectory import read_trajectory
-
-    event, c = make_event(), cfg(horizon=40)
-    reference = run(run_event(event, ScriptedLLM(), c, seed=3))
-    with pytest.raises(RuntimeError, match="killed"):
-        run(run_resumable(event, DyingLLM(limit=9), c, 3, tmp_path, every=2))
-    assert list(tmp_path.glob("*.ckpt.json")) and not list(tmp_path.glob("ev1__mf__s3.parquet"))
-    second = ScriptedLLM()
-    path, stats = run(run_resumable(event, second, c, 3, tmp_path, every=2))
-    assert read_trajectory(path) == reference  # nothing lost, nothing twice, same samples
-    assert len(second.calls) < 13  # it resumed instead of starting over
-    assert not list(tmp_path.glob("*.ckpt.*"))
-    assert run(run_resumable(event, ScriptedLLM(), c, 3, tmp_path)) == (path, None)  # finished: skipped

@@ -1,16 +1,28 @@
 """The server's limits: a bounded wait queue (429 + Retry-After, Overloaded in-process), a prompt
-length limit (400, PromptTooLong), unknown adapters through BatchedLLM. A real uvicorn server on
-127.0.0.1 over the ScriptedLLM of the integration tests, slowed down so requests pile up."""
+length limit (400, PromptTooLong), a cap on prompts x max_tokens per request (413), bearer-token
+authentication (401), unknown adapters through BatchedLLM. A real uvicorn server on 127.0.0.1
+over the ScriptedLLM of the integration tests, slowed down so requests pile up."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import pytest
 
 from mfray.llm.base import SamplingParams
-from mfray.llm.server import BatchedLLM, DynamicBatcher, Overloaded, PromptTooLong, ServerThread, UnknownModel, build_app
+from mfray.llm.openai_backend import LLMRequestError, OpenAIBackend
+from mfray.llm.server import (
+    BatchedLLM,
+    DynamicBatcher,
+    Overloaded,
+    PromptTooLong,
+    ServerThread,
+    UnknownModel,
+    build_app,
+    is_loopback,
+)
 from tests.integration.test_openai_backend import ScriptedLLM, _text_of
 
 
@@ -100,3 +112,69 @@ async def test_batched_llm_errors_in_process():
     gens = await front.generate(["x", "y"], sp, adapter="lora")
     assert [g.text for g in gens] == ["echo:x|seed=4", "echo:y|seed=5"]
     assert await front.score(["p"], ["a b"]) == [[-0.101, -0.201]]
+
+
+def test_prompts_times_max_tokens_is_capped_with_413():
+    llm = ScriptedLLM(delay_s=0.0)
+    app = build_app(llm, "base", max_request_tokens=10)
+    with ServerThread(app) as st, httpx.Client(base_url=st.url, timeout=10) as client:
+        # 3 prompts x 4 tokens = 12 > 10: refused before anything reaches the engine.
+        r = client.post("/v1/completions", json={"model": "base", "prompt": ["cap a", "cap b", "cap c"], "max_tokens": 4})
+        assert r.status_code == 413
+        assert r.json()["error"]["message"].startswith("request asks for up to 12 new tokens (3 prompts x max_tokens 4), limit 10")
+        assert llm.calls_with("cap a") == []
+        # 2 x 5 = 10 is within the cap; one chat prompt with the default max_tokens (256) is not.
+        r = client.post("/v1/completions", json={"model": "base", "prompt": ["ok a", "ok b"], "max_tokens": 5})
+        assert r.status_code == 200
+        r = client.post("/v1/chat/completions", json={"model": "base", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 413 and "x max_tokens 256" in r.text
+    with pytest.raises(ValueError, match="max_request_tokens"):
+        build_app(llm, "base", max_request_tokens=0)
+
+
+async def test_api_key_guards_every_v1_route(monkeypatch, caplog):
+    key = "sk-test-8d1f2c"
+    caplog.set_level(logging.DEBUG)
+    app = build_app(ScriptedLLM(delay_s=0.0), "base", api_key=key)
+    body = {"model": "base", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    with ServerThread(app) as st:
+        async with httpx.AsyncClient(base_url=st.url, timeout=10) as client:
+            assert (await client.get("/health")).status_code == 200  # probes need no key
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": key},
+                            {"Authorization": f"Basic {key}"}, {"Authorization": f"Bearer {key}x"}):
+                for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
+                                     ("POST", "/v1/score"), ("GET", "/v1/no-such-route")):
+                    r = await client.request(method, path, json=body, headers=headers)
+                    assert r.status_code == 401, (headers, path, r.text)
+                    assert r.headers["www-authenticate"] == "Bearer"
+                    assert r.json()["error"]["type"] == "authentication_error" and key not in r.text
+            good = {"Authorization": f"Bearer {key}"}
+            assert (await client.get("/v1/models", headers=good)).status_code == 200
+            assert (await client.get("/v1/models", headers={"Authorization": f"bearer {key}"})).status_code == 200
+            assert (await client.post("/v1/chat/completions", json=body, headers=good)).status_code == 200
+        # The project's client sends the key from the environment variable it is told to read.
+        monkeypatch.setenv("MFRAY_TEST_SERVER_KEY", key)
+        backend = OpenAIBackend(st.base_url, "base", api_key_env="MFRAY_TEST_SERVER_KEY")
+        keyless = OpenAIBackend(st.base_url, "base", api_key_env="MFRAY_TEST_NO_SUCH_VARIABLE")
+        try:
+            (g,) = await backend.generate(["hello"], SamplingParams(max_new_tokens=3))
+            assert g.text == "echo:hello|seed=None"
+            with pytest.raises(LLMRequestError, match="HTTP 401") as err:
+                await keyless.generate(["hello"], SamplingParams(max_new_tokens=3))
+            assert keyless.stats.retries == 0  # a wrong key is not retried
+        finally:
+            await backend.aclose()
+            await keyless.aclose()
+    assert key not in str(err.value)
+    assert not [rec for rec in caplog.records if key in rec.getMessage()]
+    with pytest.raises(ValueError, match="api_key"):
+        build_app(ScriptedLLM(), "base", api_key="")
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("myhost.example", False)],
+)
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback

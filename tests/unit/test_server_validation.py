@@ -4,11 +4,15 @@ uvicorn server on 127.0.0.1 over the ScriptedLLM of the integration tests (bookk
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import re
 
 import httpx
 import pytest
 
-from mfray.llm.base import SamplingParams
+from mfray.llm.base import SEED_MAX, SamplingParams
+from mfray.llm.openai_backend import OpenAIBackend
 from mfray.llm.server import MAX_TOKENS_LIMIT, ServerThread, _Item, build_app, plan_batches
 from tests.integration.test_openai_backend import ScriptedLLM
 
@@ -72,6 +76,9 @@ def test_chat_accepts_text_parts(server):
         ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
         ({"repetition_penalty": 0}, "repetition_penalty"),
         ({"top_k": -2}, "top_k"),
+        ({"seed": 2**64}, "seed"),
+        ({"seed": SEED_MAX + 1}, "seed"),
+        ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_values_are_400_naming_the_field(server, override, field):
@@ -145,14 +152,49 @@ def test_completions_refuses_echo_and_empty(server):
     assert r.status_code == 400
 
 
-def test_engine_failures_are_5xx(server):
+def test_seed_plus_prompt_index_must_stay_in_range(server):
     client, _ = server
+    # Prompt i gets seed + i: the last of two prompts would get SEED_MAX + 1.
+    r = client.post("/v1/completions", json={"model": BASE, "prompt": ["a", "b"], "seed": SEED_MAX})
+    assert r.status_code == 400 and f"seed {SEED_MAX} + 1" in _error_message(r)
+    r = client.post("/v1/completions", json={"model": BASE, "prompt": ["a"], "seed": SEED_MAX})
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == f"echo:a|seed={SEED_MAX}"
+
+
+def test_engine_failures_are_5xx_without_exception_text(server, caplog):
+    client, _ = server
+    caplog.set_level(logging.ERROR, logger="mfray.llm.server")
     r = client.post("/v1/chat/completions", json=_chat_body(messages=[{"role": "user", "content": "__raise__"}]))
-    assert r.status_code == 500 and "scripted engine failure" in _error_message(r)
+    assert r.status_code == 500
+    msg = _error_message(r)
+    # A generic message and an id; the exception's type and text stay in the server log.
+    assert "scripted engine failure" not in r.text and "RuntimeError" not in r.text
+    (error_id,) = re.findall(r"error id ([0-9a-f]{12})", msg)
+    logged = [rec for rec in caplog.records if error_id in rec.getMessage()]
+    assert len(logged) == 1 and "scripted engine failure" in str(logged[0].exc_info[1])
     r = client.post("/v1/chat/completions", json=_chat_body(messages=[{"role": "user", "content": "__error__"}]))
-    assert r.status_code == 502 and "scripted error" in _error_message(r)
+    assert r.status_code == 502 and "scripted error" not in r.text
+    (error_id,) = re.findall(r"error id ([0-9a-f]{12})", _error_message(r))
+    assert any(error_id in rec.getMessage() and "scripted error" in rec.getMessage() for rec in caplog.records)
     # The server still works afterwards.
     assert client.post("/v1/chat/completions", json=_chat_body()).status_code == 200
+
+
+async def test_non_finite_logprobs_are_null(server):
+    client, _ = server
+    body = {"model": BASE, "prompts": ["__nonfinite__", "ab"], "completions": ["w x y z", "x y"]}
+    async with httpx.AsyncClient(base_url=client.base_url, timeout=10) as http:
+        r = await http.post("/v1/score", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["logprobs"] == [[None, None, None, -0.5], [-0.102, -0.202]]
+    # The client reads null as NaN: no number is made up for a value that was not finite.
+    backend = OpenAIBackend(str(client.base_url) + "/v1", BASE, score_endpoint=True)
+    try:
+        (row, other) = await backend.score(body["prompts"], body["completions"])
+    finally:
+        await backend.aclose()
+    assert [math.isnan(x) for x in row] == [True, True, True, False] and row[3] == -0.5
+    assert other == [-0.102, -0.202]
 
 
 def test_score_endpoint(server):
