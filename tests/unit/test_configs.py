@@ -62,3 +62,24 @@ def test_all_problems_reported_at_once(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(SimulateConfig, path)
     assert "rollout.horizon" in str(err.value) and "rollout.agents_per_step" in str(err.value) and str(path) in str(err.value)
+
+
+def test_updates_made_in_code_are_validated_like_a_file():
+    from pydantic import ValidationError
+
+    from mfray.sim.config import RolloutConfig
+    from mfray.train.config import TrainConfig
+
+    cfg = RolloutConfig()
+    assert cfg.model_copy(update={"horizon": 64}).horizon == 64
+    with pytest.raises(ValidationError, match="horizon"):
+        cfg.model_copy(update={"horizon": 0})  # pydantic's own model_copy would accept it
+    with pytest.raises(ValidationError, match="popular_window"):
+        cfg.model_copy(update={"popular_window": 1})  # model-level rule: popular_window >= popular_k
+    with pytest.raises(ValidationError, match="horizn"):
+        cfg.model_copy(update={"horizn": 64})  # unknown key
+    with pytest.raises(ValidationError):
+        cfg.model_copy(update={"horizon": "64"})  # strict: no coercion
+    with pytest.raises(ValidationError):
+        TrainConfig().model_copy(update={"steps": -1})
+    assert cfg.model_copy() == cfg and cfg.model_copy(deep=True) == cfg
