@@ -81,6 +81,11 @@ def test_two_workers_train_resume_after_kill_and_adapters_load(local_ray, data_d
 
     # The adapters load into the engine under the names the mf_ibtune method looks up, and drive it.
     engine = LocalEngine.load(str(tiny_model_dir), adapters=summary["adapters"])
+    # Trained, they change what the model computes (untrained ones would score as the base), each
+    # its own way, and a call gets the adapter it names.
+    prompt, reply = [[{"role": "user", "content": "Is the bridge closing for a year?"}]], ["I doubt it, source?"]
+    scores = {a: engine.score_sync(prompt, reply, adapter=a) for a in (None, "ib_policy", "ib_mean_field")}
+    assert scores[None] != scores["ib_policy"] != scores["ib_mean_field"] != scores[None], scores
     (event,), _ = load_events([data_dir / "twitter_rumdect/E102.json"])
     rollout = RolloutConfig(method="mf_ibtune", horizon=16, agents_per_step=4, sim_start=8,
                             policy={"max_new_tokens": 4}, mean_field={"max_new_tokens": 6, "first_line": False, "temperature": 0.1})

@@ -80,10 +80,59 @@ async def test_each_method_on_liu_xiang(liu, engine, method):
         assert recs[0].mean_field == "" and recs[-1].mean_field != ""
 
 
+class Rerouted:
+    """An engine whose requests go to route.get(adapter, adapter) instead of the adapter the
+    rollout asked for (None: the base model); records the adapters asked for."""
+
+    def __init__(self, engine, route: dict | None = None) -> None:
+        self.engine, self.route, self.asked = engine, route or {}, []
+
+    async def generate(self, prompts, sampling, adapter=None, seeds=None):
+        self.asked.append(adapter)
+        return await self.engine.generate(prompts, sampling, self.route.get(adapter, adapter), seeds)
+
+    async def score(self, prompts, completions, adapter=None):
+        self.asked.append(adapter)
+        return await self.engine.score(prompts, completions, self.route.get(adapter, adapter))
+
+
+ADAPTERS_ASKED = {"sft": {"sft"}, "mf_ibtune": {"ib_policy", "ib_mean_field"}}
+
+
 @pytest.mark.parametrize("method", ["sft", "mf_ibtune"])
 async def test_adapter_methods(liu, adapter_engine, method):
-    recs = await run_event(liu, adapter_engine, short_cfg(method=method, horizon=24), seed=1)
+    llm = Rerouted(adapter_engine)
+    recs = await run_event(liu, llm, short_cfg(method=method, horizon=24), seed=1)
     assert len(recs) == 24 and sum(1 for r in recs if r.simulated_text) >= 6
+    assert set(llm.asked) == ADAPTERS_ASKED[method]  # every request named one of the method's adapters
+
+
+def texts(records) -> list[tuple[str, str]]:
+    return [(r.simulated_text, r.mean_field) for r in records]
+
+
+@pytest.mark.parametrize("method", ["sft", "mf_ibtune"])
+async def test_adapter_methods_apply_each_roles_adapter_tiny_model(liu, tiny_adapter_engine, method):
+    """The tiny model's test adapters change its output (random non-zero LoRA B), so a rollout
+    whose adapter requests were dropped (answered by the base) or sent to the other role's
+    adapter must come out different: the adapters the method asks for are the ones applied."""
+    cfg = short_cfg(method=method, horizon=32, policy={"max_new_tokens": 6},
+                    mean_field={"temperature": 0.1, "max_new_tokens": 8, "first_line": False})
+
+    async def run(route=None):
+        llm = Rerouted(tiny_adapter_engine, route)
+        recs = await run_event(liu, llm, cfg, seed=2)
+        assert set(llm.asked) == ADAPTERS_ASKED[method]
+        return texts(recs)
+
+    full = await run()
+    assert full == await run()  # seeded: the differences below come from the routing alone
+    names = sorted(ADAPTERS_ASKED[method])
+    for name in names:  # each role's adapter, dropped
+        assert await run({name: None}) != full, f"{method}: dropping adapter {name} changed nothing"
+    if method == "mf_ibtune":
+        swapped = await run({"ib_policy": "ib_mean_field", "ib_mean_field": "ib_policy"})
+        assert swapped != full
 
 
 async def test_twitter_event_forecast_and_intervention(tweet_event, engine):

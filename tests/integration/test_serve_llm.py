@@ -48,17 +48,17 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dir, tmp_path_factory):
+def served(tiny_model_dir, tiny_adapters):
     import ray
     from ray import serve
     from ray.serve.api import RunTarget  # serve.run_many's target (a DeveloperAPI)
 
     from mfray.ray.serve_llm import build_llm_app
     from mfray.ray.sweep import SweepConfig, serve_actor_options
-    from mfray.train.lora import init_adapters
 
-    # The two roles as (untrained) LoRA adapters of the base: B = 0, so they compute the base.
-    adapters = init_adapters(str(tiny_model_dir), tmp_path_factory.mktemp("adapters"), names=ROLES, rank=4, alpha=4)
+    # The two roles as LoRA adapters of the base with random non-zero B (tests/adapters.py): each
+    # changes the output, so a request answered by the wrong adapter, or by none, shows.
+    adapters = {name: tiny_adapters[name] for name in ROLES}
     if ray.is_initialized():  # another module's Ray must not leak into this one
         ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
@@ -90,7 +90,7 @@ def llm(served):
 # -- 1. the handle gives the local engine's results -------------------------------------------
 
 
-async def test_handle_generate_and_score_equal_local_engine(llm, tiny_engine):
+async def test_handle_generate_and_score_equal_local_engine(llm, tiny_engine, tiny_adapter_engine):
     prompts = [chat(i) for i in range(8)]
     sp = SamplingParams(seed=5, max_new_tokens=6)
     remote = await llm.generate(prompts, sp)
@@ -98,8 +98,10 @@ async def test_handle_generate_and_score_equal_local_engine(llm, tiny_engine):
     assert [g.text for g in remote] == [g.text for g in direct]
     assert [(g.prompt_tokens, g.completion_tokens) for g in remote] == [(g.prompt_tokens, g.completion_tokens) for g in direct]
     assert all(g.error is None and g.completion_tokens > 0 for g in remote)
-    # Through a role's adapter (untrained, so exactly the base model): the adapter path works.
-    assert [g.text for g in await llm.generate(prompts, sp, adapter="ib_policy")] == [g.text for g in direct]
+    # Through a role's adapter: exactly what the engine gives with that adapter, not the base.
+    via_adapter = [g.text for g in await llm.generate(prompts, sp, adapter="ib_policy")]
+    assert via_adapter == [g.text for g in tiny_adapter_engine.generate_sync(prompts, sp, adapter="ib_policy")]
+    assert via_adapter != [g.text for g in direct]
     # The seed matters, so the equality above is not vacuous.
     assert [g.text for g in tiny_engine.generate_sync(prompts, SamplingParams(seed=6, max_new_tokens=6))] != [g.text for g in direct]
 
@@ -146,6 +148,44 @@ async def test_openai_api_through_the_serve_proxy(served, llm, tiny_engine):
         assert [m["id"] for m in models["data"]] == ["tiny", *ROLES]
         r = await client.post("/v1/completions", json={"model": "ib_mean_field", "prompt": ["Hello", "Bye"], "max_tokens": 3})
         assert r.status_code == 200 and len(r.json()["choices"]) == 2
+
+
+async def test_each_request_is_answered_by_its_own_adapter(served, llm, tiny_adapter_engine):
+    """Concurrent requests for the base and for each role's adapter, over the handle and over
+    HTTP, meet in the replica's one batcher. The adapters' weights change the output, so base,
+    ib_policy and ib_mean_field differ, and each request must get what a direct engine call with
+    its own adapter gives: one answered by the wrong adapter, or by none, fails."""
+    prompts = [chat(i) for i in range(3)]
+    greedy = SamplingParams(temperature=0, max_new_tokens=6)
+    completions = ["Sounds fake.", "Where is the source?", "ok"]
+    models = [None, *ROLES]
+    want = {a: [g.text for g in tiny_adapter_engine.generate_sync(prompts, greedy, adapter=a)] for a in models}
+    want_scores = {a: tiny_adapter_engine.score_sync(prompts, completions, adapter=a) for a in models}
+    assert len({tuple(texts) for texts in want.values()}) == len(models), want  # the adapters matter
+    for a in ROLES:
+        gap = max(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(want_scores[a], want_scores[None]))
+        assert gap > 0.05, a
+
+    generating = OpenAIBackend(served.url + "/v1", "tiny", max_concurrency=8)
+    scoring = OpenAIBackend(served.url + "/v1", "tiny", score_endpoint=True)
+    try:
+        order = [*models, "tiny", *reversed(models)]  # "tiny", the base model's name, is the base
+        texts = await asyncio.gather(
+            *(llm.generate(prompts, greedy, adapter=a) for a in order),
+            *(generating.generate(prompts, greedy, adapter=a) for a in order),
+        )
+        scores = await asyncio.gather(
+            *(llm.score(prompts, completions, adapter=a) for a in order),
+            *(scoring.score(prompts, completions, adapter=a) for a in order),
+        )
+    finally:
+        await generating.aclose()
+        await scoring.aclose()
+    for a, gens, rows in zip(order * 2, texts, scores, strict=True):
+        a = None if a == "tiny" else a
+        assert [g.text for g in gens] == want[a], a
+        for r, d in zip(rows, want_scores[a], strict=True):
+            np.testing.assert_allclose(r, d, atol=1e-4, err_msg=str(a))
 
 
 # -- 3. clear errors ----------------------------------------------------------------------------
@@ -206,6 +246,11 @@ async def test_overload_is_429_with_retry_after_and_overloaded_on_the_handle(ser
         assert isinstance(refused, Overloaded) and "limit 1" in str(refused) and refused.retry_after_s >= 1
     assert codes.count(429) + (not isinstance(refused, list)) == 4
     assert len(waited) == 1 and waited[0].error is None  # retried past the overload
+    # The client counted each refusal it retried, and no failure.
+    c = patient.client_stats
+    assert (c.calls, c.failures, c.timeouts) == (1, 0, 0) and c.retries == c.overloads >= 1
+    if not isinstance(refused, list):
+        assert (strict.client_stats.overloads, strict.client_stats.failures) == (1, 1)
     stats = await strict.stats()
     assert stats["rejected"] >= 3 and stats["waiting"] == 0
 

@@ -1,7 +1,8 @@
 """mfray's OpenAI-compatible server over the real LocalEngine, end to end over HTTP on 127.0.0.1:
 OpenAIBackend against ServerThread(build_app(...)) must give exactly what the engine gives
 directly (seeds included, across the server's dynamic batching), concurrent requests are served
-in order, and `mfray serve` works as a real process bound to loopback only.
+in order, a request with a bad seed is refused without failing its batch, and `mfray serve` works
+as a real process bound to loopback only, with its limits and API key in force.
 
 The tiny random Llama (real tokenizer and chat template) keeps this fast; the real default model
 is used once, for a single chat completion."""
@@ -111,7 +112,66 @@ async def test_score_endpoint_equals_engine(tiny_engine, tiny_server):
         np.testing.assert_allclose(r, d, atol=1e-4)
 
 
+async def test_requests_for_each_adapter_get_that_adapters_output(tiny_adapter_engine, tiny_adapters):
+    """The `model` field routes a request to a LoRA adapter. The test adapters' weights change
+    the output (random non-zero B), so base and each adapter differ, and concurrent requests for
+    all of them, batched together by the server, must each equal a direct engine call with their
+    own adapter: a request answered by the wrong adapter, or by none, fails."""
+    names = list(tiny_adapters)
+    models = [None, *names]
+    prompts = [chat(i) for i in range(3)]
+    completions = ["Sounds fake to me.", "Where is the source?", "ok"]
+    greedy = SamplingParams(temperature=0, max_new_tokens=6)
+    sampled = SamplingParams(seed=21, max_new_tokens=6)
+    want = {(a, sp.seed): [g.text for g in tiny_adapter_engine.generate_sync(prompts, sp, adapter=a)]
+            for a in models for sp in (greedy, sampled)}
+    want_scores = {a: tiny_adapter_engine.score_sync(prompts, completions, adapter=a) for a in models}
+    for sp in (greedy, sampled):  # the adapters matter
+        assert len({tuple(want[a, sp.seed]) for a in models}) == len(models), want
+
+    app = build_app(tiny_adapter_engine, "tiny", adapters=names, batch_window_s=0.3)
+    with ServerThread(app) as st:
+        backend = OpenAIBackend(st.base_url, "tiny", max_concurrency=16, score_endpoint=True)
+        try:
+            calls = [(a, sp) for sp in (greedy, sampled) for a in [*models, "tiny"]]  # "tiny": the base
+            texts = await asyncio.gather(*(backend.generate(prompts, sp, adapter=a) for a, sp in calls))
+            scores = await asyncio.gather(*(backend.score(prompts, completions, adapter=a) for a in models))
+        finally:
+            await backend.aclose()
+    for (a, sp), gens in zip(calls, texts, strict=True):
+        assert [g.text for g in gens] == want[None if a == "tiny" else a, sp.seed], (a, sp)
+    for a, rows in zip(models, scores, strict=True):
+        for r, d in zip(rows, want_scores[a], strict=True):
+            assert len(r) == len(d) > 0
+            np.testing.assert_allclose(r, d, atol=1e-4, err_msg=str(a))
+        if a is not None:
+            gap = max(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(rows, want_scores[None]))
+            assert gap > 0.05, a
+    # Requests for different adapters (or sampling settings) were never merged into one engine call.
+    assert app.state.batcher.batches >= 2 * len(models)
+
+
 # -- 2. concurrency ---------------------------------------------------------------------------
+
+
+async def test_bad_seed_is_refused_alone_while_its_batch_mate_succeeds(tiny_engine):
+    # A long batching window puts both requests in one engine call unless one is refused first:
+    # torch cannot seed a generator with 2**64, so an admitted bad seed would fail the batch.
+    app = build_app(tiny_engine, "tiny", batch_window_s=0.5)
+    body = lambda seed: {"model": "tiny", "messages": chat(0), "max_tokens": 4, "seed": seed}  # noqa: E731
+    with ServerThread(app) as st:
+        async with httpx.AsyncClient(base_url=st.url, timeout=60) as http:
+            bad, good = await asyncio.gather(
+                http.post("/v1/chat/completions", json=body(2**64)), http.post("/v1/chat/completions", json=body(7))
+            )
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["error"]["message"].startswith("invalid request: seed: ")
+    assert good.status_code == 200, good.text
+    # The server's OpenAI defaults: temperature 1, top_p 1, no top-k, no repetition penalty.
+    plain = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=4, seed=7)
+    (direct,) = tiny_engine.generate_sync([chat(0)], plain)
+    assert good.json()["choices"][0]["message"]["content"] == direct.text
+    assert app.state.batcher.items == 1  # the bad request never reached the batcher
 
 
 async def test_16_concurrent_single_prompt_requests(tiny_engine, tiny_server):
@@ -180,10 +240,13 @@ async def test_mfray_serve_subprocess(tiny_model_dir, tmp_path):
     cmd = [str(mfray_bin)] if mfray_bin.exists() else [sys.executable, "-m", "mfray.cli"]
     port = _free_port()
     log_path = tmp_path / "serve.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    key = "sk-serve-test-5e7a"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MFRAY_TEST_SERVE_KEY": key}
+    auth = {"Authorization": f"Bearer {key}"}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [*cmd, "serve", "--model", str(tiny_model_dir), "--name", "tiny", "--port", str(port)],
+            [*cmd, "serve", "--model", str(tiny_model_dir), "--name", "tiny", "--port", str(port),
+             "--api-key-env", "MFRAY_TEST_SERVE_KEY", "--max-request-tokens", "64"],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
         )
     try:
@@ -201,8 +264,17 @@ async def test_mfray_serve_subprocess(tiny_model_dir, tmp_path):
                 assert time.monotonic() < deadline, f"mfray serve not ready in 60 s:\n{log_path.read_text()}"
                 await asyncio.sleep(0.25)
             assert r.json()["status"] == "ok"
-            models = (await http.get(f"{url}/v1/models")).json()
+            # Finite limits by default: the queue, and prompts up to the model's context (8192).
+            assert r.json()["limits"] == {"max_queue": 256, "max_prompt_tokens": 8192, "max_request_tokens": 64}
+            assert (await http.get(f"{url}/v1/models")).status_code == 401  # /health is open, /v1 is not
+            models = (await http.get(f"{url}/v1/models", headers=auth)).json()
             assert [m["id"] for m in models["data"]] == ["tiny"]
+            over = {"model": "tiny", "messages": chat(0), "max_tokens": 65}
+            r = await http.post(f"{url}/v1/chat/completions", json=over, headers=auth)
+            assert r.status_code == 413 and "limit 64" in r.text
+            long_prompt = {"model": "tiny", "prompt": "word " * 9000, "max_tokens": 2}
+            r = await http.post(f"{url}/v1/completions", json=long_prompt, headers=auth, timeout=30)
+            assert r.status_code == 400 and "limit 8192" in r.text
 
         # Bound to loopback only: ss shows only 127.0.0.1, and the outward address refuses.
         addrs = _listen_addresses(port)
@@ -213,7 +285,7 @@ async def test_mfray_serve_subprocess(tiny_model_dir, tmp_path):
             with pytest.raises(OSError):
                 socket.create_connection((ip, port), timeout=2).close()
 
-        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="EMPTY", max_retries=0, timeout=30)
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=30)
         try:
             resp = await client.chat.completions.create(
                 model="tiny", messages=chat(0), max_tokens=6, seed=1, temperature=0.8
@@ -237,6 +309,27 @@ async def test_mfray_serve_subprocess(tiny_model_dir, tmp_path):
     log_text = log_path.read_text()
     assert rc in (0, -signal.SIGTERM), f"mfray serve exited with {rc} on SIGTERM:\n{log_text}"
     assert "Application shutdown complete" in log_text, log_text
+    assert "auth: bearer key from $MFRAY_TEST_SERVE_KEY" in log_text and key not in log_text
+    assert "WARNING" not in log_text  # loopback: no warning
+
+
+def test_mfray_serve_refuses_an_unset_key_variable(monkeypatch, capsys):
+    from mfray.cli import main
+
+    monkeypatch.delenv("MFRAY_TEST_NO_SUCH_KEY", raising=False)
+    # Refused before the model is loaded (the model path does not even exist).
+    assert main(["serve", "--model", "/no/such/model", "--api-key-env", "MFRAY_TEST_NO_SUCH_KEY"]) == 2
+    assert "MFRAY_TEST_NO_SUCH_KEY (named by --api-key-env) is unset or empty" in capsys.readouterr().err
+
+
+def test_mfray_serve_warns_on_a_public_address_without_a_key(tmp_path, capsys):
+    from mfray.cli import main
+
+    # The warning comes before the model loads; the missing model then stops it before any bind.
+    with pytest.raises(FileNotFoundError):
+        main(["serve", "--model", str(tmp_path / "missing"), "--host", "0.0.0.0", "--port", "1"])
+    err = capsys.readouterr().err
+    assert "WARNING: listening on 0.0.0.0 with no API key" in err and "--api-key-env" in err
 
 
 # -- the real default model, once -------------------------------------------------------------

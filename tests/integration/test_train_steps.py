@@ -50,6 +50,31 @@ def grads_by_kind(model) -> dict[str, float]:
     return norms
 
 
+def test_use_adapter_switches_what_the_model_computes(tiny_model_dir):
+    # With B nudged off zero, base, ib_policy and ib_mean_field score a completion differently;
+    # use_adapter must really switch (a no-op switch would run both roles on one adapter).
+    engine = make_engine(tiny_model_dir)
+    model, tok = engine.model, engine.tokenizer
+    pair = [(engine.encode([{"role": "user", "content": SAMPLE.topic}]),
+             tok("Is this even true? Source?", add_special_tokens=False)["input_ids"])]
+
+    def logprobs():
+        return completion_logprobs(model, tok.pad_token_id, pair)[0]
+
+    with torch.no_grad():
+        use_adapter(model, "ib_policy")
+        policy = logprobs()
+        use_adapter(model, "ib_mean_field")
+        mean_field = logprobs()
+        with model.disable_adapter():
+            base = logprobs()
+        use_adapter(model, "ib_policy")
+        again = logprobs()
+    for a, b in ((policy, mean_field), (policy, base), (mean_field, base)):
+        assert (a - b).abs().max().item() > 1e-3, (a - b).abs().max().item()
+    torch.testing.assert_close(again, policy)
+
+
 def test_ib_step_gradients_reach_both_adapters_and_no_frozen_weight(tiny_model_dir):
     engine = make_engine(tiny_model_dir)
     out = ib_step(engine, SAMPLE, "", backward, summaries=3, beta=2.0, max_tokens=12, seed=1)
