@@ -58,3 +58,25 @@ def test_adapter_methods_without_adapters_fail_with_a_fix(data_dir, tiny_model_d
     with pytest.raises(SystemExit, match="model.adapters.sft=PATH"):
         main(["simulate", "--events", str(data_dir / "twitter_rumdect/E102.json"), "--method", "sft",
               "--out", str(tmp_path), "--model", str(tiny_model_dir)])
+
+
+def test_the_adapter_given_on_the_command_line_reaches_the_engine(data_dir, tiny_model_dir, tiny_adapters, tmp_path):
+    """`--set model.adapters.sft=DIR`: a trained (non-zero) adapter changes the simulated posts
+    against an untrained one (which computes the base model), same seed; and the run's identity
+    records the adapter's content, so the two runs cannot be mixed in one folder."""
+    from mfray.sim.trajectory import read_trajectory, run_meta
+    from mfray.train.lora import init_adapters
+
+    untrained = init_adapters(str(tiny_model_dir), tmp_path / "untrained", names=("sft",), rank=4, alpha=4)["sft"]
+    base = ["simulate", "--events", str(data_dir / "twitter_rumdect/E102.json"), "--method", "sft", "--horizon", "16",
+            "--agents-per-step", "8", "--sim-start", "8", "--model", str(tiny_model_dir),
+            "--set", "rollout.policy.max_new_tokens=6", "--set", "rollout.policy.temperature=0"]
+    texts = {}
+    for name, adapter in (("trained", tiny_adapters["sft"]), ("untrained", untrained)):
+        assert main([*base, "--out", str(tmp_path / name), "--set", f"model.adapters.sft={adapter}"]) == 0
+        path = tmp_path / name / "E102__sft__s0.parquet"
+        texts[name] = [r.simulated_text for r in read_trajectory(path) if not r.warmup]
+        assert set(run_meta(path)["parts"]["backend"]["adapters"]) == {"sft"}
+    assert texts["trained"] != texts["untrained"]
+    with pytest.raises(SystemExit, match=r"(?s)backend\.adapters\.sft"):
+        main([*base, "--out", str(tmp_path / "trained"), "--set", f"model.adapters.sft={untrained}"])
