@@ -24,14 +24,13 @@ its event; and any problem the event loader reports for a needed event file.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mfray.data import load_events
-from mfray.data.validate import Problem, decode_utf8, json_error
-from mfray.eval.labels import DIMENSIONS, GoldLabel
+from mfray.data.validate import Problem, decode_utf8
+from mfray.eval.labels import DIMENSIONS, GoldLabel, json_object_lines
 
 GOLD_DIR = Path(__file__).resolve().parent / "gold"
 
@@ -82,21 +81,7 @@ def _parse(text: str, path: str) -> tuple[list[tuple[int, str, str, dict[str, st
     problems: list[Problem] = []
     first: dict[tuple[str, str], int] = {}
     known = {"event", "id", *DIMENSIONS}
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(json_error(e, line, path, f"{lineno}:{e.colno}"))
-            continue
-        except RecursionError:
-            problems.append(Problem(path, lineno, "json", "nesting too deep"))
-            continue
-        if not isinstance(obj, dict):
-            problems.append(Problem(path, lineno, "line",
-                                    f"expected a JSON object, got {type(obj).__name__}"))
-            continue
+    for lineno, obj in json_object_lines(text, path, problems):
         bad = False
         ids: dict[str, str] = {}
         for key in ("event", "id"):

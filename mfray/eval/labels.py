@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +104,9 @@ def _record(obj: Mapping[str, Any], path: str, lineno: int, limits: Limits,
     return GoldLabel(values["event"], values["id"], values["topic"], values["text"], labels)
 
 
-def parse_gold_labels(text: str, path: str, limits: Limits | None = None
-                      ) -> tuple[list[GoldLabel], list[Problem]]:
-    """Gold labels and problems from the text of a gold-label JSONL file (position = line)."""
-    limits = limits or Limits()
-    labels: list[GoldLabel] = []
-    problems: list[Problem] = []
-    first_line: dict[tuple[str, str], int] = {}
+def json_object_lines(text: str, path: str, problems: list[Problem], note: str = "") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL text that holds a JSON object; a
+    line that does not is reported in `problems` (position = line, `note` appended), never yielded."""
     # split("\n"), not splitlines(): U+2028 and friends may sit unescaped inside JSON strings.
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -119,15 +115,25 @@ def parse_gold_labels(text: str, path: str, limits: Limits | None = None
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             problem = json_error(e, line, path, f"{lineno}:{e.colno}")
-            problems.append(Problem(path, problem.position, "json", f"{problem.message} ({_SKIP})"))
+            problems.append(Problem(path, problem.position, "json", f"{problem.message}{note}"))
             continue
         except RecursionError:
-            problems.append(Problem(path, lineno, "json", f"nesting too deep ({_SKIP})"))
+            problems.append(Problem(path, lineno, "json", f"nesting too deep{note}"))
             continue
         if not isinstance(obj, dict):
-            problems.append(Problem(path, lineno, "line", f"expected a JSON object, got "
-                                    f"{type(obj).__name__} ({_SKIP})"))
+            problems.append(Problem(path, lineno, "line", f"expected a JSON object, got {type(obj).__name__}{note}"))
             continue
+        yield lineno, obj
+
+
+def parse_gold_labels(text: str, path: str, limits: Limits | None = None
+                      ) -> tuple[list[GoldLabel], list[Problem]]:
+    """Gold labels and problems from the text of a gold-label JSONL file (position = line)."""
+    limits = limits or Limits()
+    labels: list[GoldLabel] = []
+    problems: list[Problem] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for lineno, obj in json_object_lines(text, path, problems, f" ({_SKIP})"):
         label = _record(obj, path, lineno, limits, problems)
         if label is None:
             continue
