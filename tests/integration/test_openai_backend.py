@@ -325,6 +325,7 @@ async def test_malformed_200_is_retried_then_error_in_place(flaky_server):
     assert "malformed body (application/json" in gens[3].error and "after 2 retries" in gens[3].error
     # 2 retries for each dead one, 1 for the junk-once one; two failures out of four requests.
     assert b.stats.as_dict() == {"requests": 4, "retries": 5, "failures": 2, "prompt_tokens": 2, "completion_tokens": 4}
+    assert [g.retries for g in gens] == [0, 2, 1, 2]  # each generation carries its own retries
     # Completions (string prompts) the same way.
     (g,) = await b.generate([f"junkonce:{tag}-text"], SamplingParams())
     assert g.finish_reason == "length" and g.text == f"ok:junkonce:{tag}-text"
