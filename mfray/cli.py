@@ -134,7 +134,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         method="mf", horizon=48, agents_per_step=8, sim_start=16,
         policy={"max_new_tokens": 32}, mean_field={"temperature": 0.1, "max_new_tokens": 120, "first_line": False},
     )
-    cfg = SimulateConfig(events=[], methods=["mf"], seeds=[args.seed], out=args.out, rollout=rollout)
+    # overwrite: a demo folder left by another version (other prompts, model) is simply redone.
+    cfg = SimulateConfig(events=[], methods=["mf"], seeds=[args.seed], out=args.out, rollout=rollout, overwrite=True)
     from mfray.data import load_demo_event
 
     event = load_demo_event()
@@ -271,6 +272,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"mfray evaluate: {err}", file=sys.stderr)
         return 1
     print((Path(cfg.out) / "kl.md").read_text(encoding="utf-8"))
+    if cfg.realism:
+        print((Path(cfg.out) / "realism.md").read_text(encoding="utf-8"))
     print((Path(cfg.out) / "nll.md").read_text(encoding="utf-8"))
     print(f"tables, plots and radar charts in {cfg.out}/")
     return 0
