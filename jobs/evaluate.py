@@ -2,7 +2,8 @@
 
 Evaluate a sweep's trajectories on Ray Data: read Parquet -> explode into texts -> score the real
 actions' NLL in an actor pool holding the policy model (when nll_model is set) -> annotate in an
-actor pool -> metrics per trajectory -> the same tables and radar charts as `mfray evaluate`.
+actor pool -> metrics per trajectory -> the same tables and radar charts as `mfray evaluate`; the
+realism report (mfray.eval.realism) is computed in the driver from the same files.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import METRICS, TRAJECTORY_METRICS
 from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.report import write_summary
-from mfray.ray.eval_stages import TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, explode_sides, metrics_for_trajectory
+from mfray.ray.eval_stages import (
+    TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, driver_realism, explode_sides, metrics_for_trajectory,
+)
 
 
 def read_trajectories(files: list[str]) -> ray.data.Dataset:
@@ -65,7 +68,8 @@ def main(
     # A block whose values are all NaN comes back as None (Arrow stores NaN as null): make them NaN again.
     frame = frame.astype({c: float for c in (*METRICS, *TRAJECTORY_METRICS, "failure_rate") if c in frame})
     rows = sorted(frame.to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
-    write_summary(rows, Path(cfg.out), cfg.max_failure_rate)
+    realism = driver_realism(files, cfg) if cfg.realism else None
+    write_summary(rows, Path(cfg.out), cfg.max_failure_rate, realism)
     return rows
 
 

@@ -28,6 +28,12 @@ class EvaluateConfig(StrictModel):
     nll_model: str | None = Field(
         "default", description="policy model scoring the NLL of real actions ('default', a .gguf file or a HF "
         "directory, as in `mfray serve --model`); null turns NLL off")
+    realism: bool = Field(True, description="write realism.md/.csv (mfray.eval.realism): per method a real-vs-"
+                          "simulated discriminator AUC over events, the share of descriptive/empty/failed posts and "
+                          "mean-field checks; their AUC and descriptive share also go into the KL table")
+    realism_seed: int = Field(0, description="seeds the discriminator's per-event down-sampling and its model")
+    realism_folds: int = Field(5, ge=2, description="event-grouped folds of the discriminator (fewer when there "
+                               "are fewer events)")
     nll_adapters: dict[str, str] = Field(
         default_factory=dict, description="method -> LoRA directory: that method's actions are scored under "
         "base model + adapter (e.g. sft: runs/adapters/sft); other methods under the base model")

@@ -60,30 +60,90 @@ def write_raw_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
-def write_metric_table(rows: list[dict], metric: str, out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str:
+def write_metric_table(rows: list[dict], metric: str, out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
+                       realism: Sequence[dict] | None = None) -> str:
     """A table like the paper's Tables 1 and 4: methods x dimensions, the mean over
     dimensions and its change against `state`, then the method's generation failure rate (⚠
-    above `max_failure_rate`, with a line under the table naming those methods). Writes
-    <metric>.md and <metric>.csv (failure_rate and failure_over_max columns); returns the
-    Markdown."""
+    above `max_failure_rate`, with a line under the table naming those methods) and, when
+    `realism` rows (mfray.eval.realism.realism_rows) are given, the method's discriminator AUC
+    and descriptive share. Writes <metric>.md and <metric>.csv (failure_rate and
+    failure_over_max columns, then realism_auc and descriptive_share); returns the Markdown."""
     methods, table = summarise(rows, metric)
     columns = list(DIMENSIONS) + ["mean", "vs_state"]
+    by_method = {r["method"]: r for r in realism or ()}
     arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
-    lines = [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + " | failure rate |",
-             "|---|" + "---|" * (len(columns) + 1)]
+    tail = " | failure rate |" + (" realism AUC | descriptive |" if realism is not None else "")
+    lines = [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| method | " + " | ".join(columns) + tail,
+             "|---|" + "---|" * (len(columns) + 1 + (2 if realism is not None else 0))]
     for method in methods:
         cells = [_fmt(table[method].get(c, float("nan")), percent=c == "vs_state") for c in columns]
         cells.append(_fmt_failure(table[method]["failure_rate"], max_failure_rate))
+        if realism is not None:
+            r = by_method.get(method, {})
+            cells += [_fmt(r.get("auc", float("nan"))), _share(r.get("descriptive_share", float("nan")))]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     note = failure_note({m: table[m]["failure_rate"] for m in methods}, max_failure_rate)
     md = "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
     (out_dir / f"{metric}.md").write_text(md, encoding="utf-8")
     with (out_dir / f"{metric}.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["method"] + columns + ["failure_rate", "failure_over_max"])
+        writer.writerow(["method"] + columns + ["failure_rate", "failure_over_max"]
+                        + (["realism_auc", "descriptive_share"] if realism is not None else []))
         for method in methods:
             rate = table[method]["failure_rate"]
-            writer.writerow([method] + [table[method].get(c, "") for c in columns] + [rate, over_max(rate, max_failure_rate)])
+            extra = [by_method.get(method, {}).get(k, "") for k in ("auc", "descriptive_share")] if realism is not None else []
+            writer.writerow([method] + [table[method].get(c, "") for c in columns] + [rate, over_max(rate, max_failure_rate)] + extra)
+    return md
+
+
+def _share(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1%}"
+
+
+REALISM_NOTE = (
+    "Discriminator: logistic regression over character 2-5-grams (TF-IDF) and surface features of posts with "
+    "links and @handles masked on both sides; per event the larger side is sampled down to the smaller "
+    "(seeded); folds grouped by event, so every post is scored by a model fitted on other events; ROC-AUC over "
+    "the pooled out-of-fold scores. 0.5: indistinguishable from real posts, 1.0: always told apart. "
+    "Not a post = failed + empty + descriptive, over the simulated agents (inserted posts excluded); "
+    "descriptive = narrates or frames instead of posting (mfray.eval.realism.describes_instead_of_speaking).")
+
+
+def write_realism(realism: Sequence[dict], out_dir: Path) -> str:
+    """realism.md (a posts table: per method the discriminator AUC, posts scored, events, folds,
+    simulated agents, empty/failed, descriptive and not-a-post shares; then a mean-field table
+    for the methods that have mean fields) and realism.csv (every column of
+    mfray.eval.realism.realism_rows, one row per method). Returns the Markdown."""
+    lines = ["### Realism of simulated posts (discriminator AUC: 0.5 indistinguishable from real, 1.0 always told apart)",
+             "", ("| method | discriminator AUC | posts scored | events | folds | simulated | empty/failed | descriptive "
+                  "| not a post |"), "|---|---|---|---|---|---|---|---|---|"]
+    for r in realism:
+        lines.append(f"| {r['method']} | {_fmt(r['auc'])} | {r['posts_scored']} | {r['events']} | {r['folds']} | "
+                     f"{r['simulated']} | {_share(r['empty_failed_share'])} | {_share(r['descriptive_share'])} | "
+                     f"{_share(r['not_a_post_share'])} |")
+    notes = [f"{r['method']}: AUC not computed: {r['auc_note']}" for r in realism if r["auc_note"]]
+    lines += ["", REALISM_NOTE, *([""] + notes if notes else [])]
+    with_mf = [r for r in realism if r["mean_fields"]]
+    lines += ["", "### Mean fields (share of distinct mean-field texts)", ""]
+    if with_mf:
+        lines += ["| method | mean fields | stance | emotion | behaviour | all three | copies instructions/meta | example |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in with_mf:
+            example = r["mf_meta_example"].replace("|", "/")
+            lines.append(f"| {r['method']} | {r['mean_fields']} | {_share(r['mf_stance_share'])} | "
+                         f"{_share(r['mf_emotion_share'])} | {_share(r['mf_behaviour_share'])} | "
+                         f"{_share(r['mf_aspects_share'])} | {_share(r['mf_meta_share'])} | {example or '-'} |")
+        lines += ["", ("Aspects: the stance, emotion and behaviour word lists (English and Chinese) of "
+                       "mfray.eval.realism.ASPECT_WORDS; meta: a META_RULES phrase or a run of 6 words (10 Chinese "
+                       "characters) copied from a mean_field.jinja template.")]
+    else:
+        lines.append("No method has a mean field.")
+    md = "\n".join(lines) + "\n"
+    (out_dir / "realism.md").write_text(md, encoding="utf-8")
+    with (out_dir / "realism.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(realism[0]) if realism else ["method"])
+        writer.writeheader()
+        writer.writerows(realism)
     return md
 
 
@@ -203,15 +263,24 @@ def failure_table(rows: list[dict], max_failure_rate: float = DEFAULT_MAX_FAILUR
     return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
-def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> None:
+def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
+                  realism: Sequence[dict] | None = None) -> None:
     """Everything both evaluation paths write from metric rows: the raw CSV, one table per
     metric (NLL's per event), summary.md (headed by the generation failures), and radar charts
     of KL and macro-F1; every table and legend shows each method's failure rate, flagged above
-    `max_failure_rate` (EvaluateConfig.max_failure_rate)."""
+    `max_failure_rate` (EvaluateConfig.max_failure_rate). With `realism` rows
+    (mfray.eval.realism.realism_rows) the KL table also shows each method's discriminator AUC and
+    descriptive share, and realism.md/.csv are written and appended to summary.md; without them
+    (EvaluateConfig.realism off) a stale realism.md/.csv is removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_raw_csv(rows, out_dir / "metrics_raw.csv")
-    tables = [write_metric_table(rows, m, out_dir, max_failure_rate) for m in METRICS]
+    tables = [write_metric_table(rows, m, out_dir, max_failure_rate, realism if m == "kl" else None) for m in METRICS]
     tables += [write_nll_table(rows, out_dir, max_failure_rate)]
+    if realism is not None:
+        tables.append(write_realism(realism, out_dir))
+    else:
+        for name in ("realism.md", "realism.csv"):
+            (out_dir / name).unlink(missing_ok=True)
     (out_dir / "summary.md").write_text("\n".join([failure_table(rows, max_failure_rate), *tables]), encoding="utf-8")
     for metric in ("kl", "macro_f1"):
         plot_radar(rows, metric, out_dir / f"radar_{metric}.png", max_failure_rate)

@@ -11,6 +11,7 @@ from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, generati
 from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, score_records, trajectory_nll
+from mfray.eval.realism import RealismInputs, realism_rows
 from mfray.eval.report import plot_trajectories, write_summary
 from mfray.llm.base import LLM
 from mfray.sim.trajectory import read_trajectory
@@ -37,7 +38,8 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     """Metric rows (event, method, seed, dimension, metrics...) for every complete trajectory
     (mfray.eval.inputs.evaluable_runs: incomplete runs are listed in incomplete_runs.txt, runs
     of one method made under different configs are refused), and the report files under cfg.out. Returns the rows. The NLL columns (mfray.eval.nll) are
-    present when cfg.nll_model is set; `scorer` replaces the model it names (already loaded)."""
+    present when cfg.nll_model is set; `scorer` replaces the model it names (already loaded).
+    With cfg.realism, realism.md/.csv (mfray.eval.realism) come from the same evaluated records."""
     files, incomplete = evaluable_runs(cfg.trajectories)
     annotator = annotator or build_annotator(cfg)
     if cfg.nll_model is None:
@@ -50,10 +52,12 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     rng = EvalRange(cfg.eval_start, cfg.eval_end)
     rows: list[dict] = []
     per_event: dict[str, dict] = {}  # event -> {"index", "real", "sim": {method: labels}} for plots
+    realism = RealismInputs()
     for path in files:
         records = evaluated(read_trajectory(path), rng)
         if not records:
             continue
+        realism.add(records)
         real, sim = asyncio.run(annotate_records(records, annotator))
         head = records[0]
         extra = generation_failures([r.failed for r in records], [r.intervention for r in records])
@@ -68,7 +72,8 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
             progress(path)
     if not rows:
         raise ValueError(f"no agent of {cfg.trajectories} falls in the evaluated range {rng.start}..{rng.end}")
-    write_summary(rows, out, cfg.max_failure_rate)
+    realism_table = realism_rows(realism, cfg.realism_seed, cfg.realism_folds) if cfg.realism else None
+    write_summary(rows, out, cfg.max_failure_rate, realism_table)
     for event_id, plot in per_event.items():
         for dim in DIMENSIONS:
             sims = {m: [None if a is None else a.labels.get(dim) for a in anns] for m, anns in plot["sim"].items()}

@@ -1,6 +1,6 @@
 """Evaluation as Ray Data stages: explode trajectories into texts, score the real actions' NLL
 and annotate them in actor pools (`map_batches`), compute metrics per trajectory
-(`groupby().map_groups`).
+(`groupby().map_groups`); realism in the driver (`driver_realism`).
 
 Each stage declares the columns it reads; the work itself is the same pure code the single
 process path runs (mfray.eval.evaluate), so both give identical numbers.
@@ -18,7 +18,8 @@ from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import EvalRange, evaluated, generation_failures, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, method_adapter, nll_pair, score_pairs, trajectory_nll
-from mfray.sim.trajectory import table_to_records
+from mfray.eval.realism import RealismInputs, realism_rows
+from mfray.sim.trajectory import read_trajectory, table_to_records
 
 TRAJECTORY_COLUMNS = ("event_id", "method", "seed", "language", "topic", "step", "agent_index",
                       "real_text", "simulated_text", "failed", "warmup", "intervention", "policy_prompt")
@@ -121,6 +122,17 @@ def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
         extra.update(trajectory_nll(totals))
     return pd.DataFrame([{"event_id": head["event_id"], "method": head["method"], "seed": int(head["seed"]), **r, **extra}
                          for r in rows])
+
+
+def driver_realism(files: list[str], cfg: EvaluateConfig) -> list[dict]:
+    """Realism rows (mfray.eval.realism.realism_rows) of the complete trajectory `files`, computed
+    in the driver: the evaluated records of each file go through the same RealismInputs and
+    realism_rows as in `mfray evaluate`, so both paths write the same realism.csv. Cheap next to
+    annotation (texts only, one small classifier per method), so it needs no stage of its own."""
+    inputs = RealismInputs()
+    for path in files:
+        inputs.add(evaluated(read_trajectory(path), EvalRange(cfg.eval_start, cfg.eval_end)))
+    return realism_rows(inputs, cfg.realism_seed, cfg.realism_folds)
 
 
 def _none(value):

@@ -159,3 +159,65 @@ def test_evaluate_reports_failure_rates_of_its_trajectories(tmp_path):
     assert (rows["state"]["simulated"], rows["state"]["failed"], rows["state"]["failure_rate"]) == (8, 0, 0.0)
     kl = (tmp_path / "out" / "kl.md").read_text(encoding="utf-8")
     assert "| 28.6% ⚠ |" in kl and "max_failure_rate 5.0%: mf (28.6%)" in kl
+
+
+# ---- realism in the report --------------------------------------------------------------------
+
+def test_evaluate_writes_realism_like_the_ray_driver(tmp_path, data_dir):
+    # Two real Twitter events, agents 0..39 (eval 8..39, warm-up 0..7). "narrate" posts third-person
+    # narration on even agents and real tweets of later agents on odd ones, with a mean field;
+    # "state" reposts later agents' real tweets and fails on agent 9.
+    from mfray.data import load_events
+    from mfray.eval.inputs import evaluable_runs
+    from mfray.eval.report import write_realism
+    from mfray.eval.run import evaluate
+    from mfray.ray.eval_stages import driver_realism
+    from mfray.sim.trajectory import trajectory_path, write_trajectory
+
+    events, _ = load_events([data_dir / "twitter_rumdect/E102.json", data_dir / "twitter_rumdect/E117.json"])
+    for event in events:
+        texts = [p.text for p in event.responses]
+        for method in ("narrate", "state"):
+            records = []
+            for j in range(40):
+                if method == "narrate":
+                    sim = f"The user posts their response to the news ({j})." if j % 2 == 0 else texts[j + 40]
+                else:
+                    sim = None if j == 9 else texts[j + 80]
+                records.append(StepRecord(
+                    event_id=event.event_id, method=method, seed=0, language="en", topic=event.topic_text, step=j // 8,
+                    agent_index=j, real_text=texts[j], simulated_text=None if j < 8 else sim,
+                    mean_field="Users mostly support it, with doubt; most repost." if method == "narrate" else "",
+                    signal=None, state_text="", warmup=j < 8, failed=method == "state" and j == 9))
+            write_trajectory(records, trajectory_path(tmp_path / "traj", event.event_id, method, 0))
+    cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "out"), eval_start=0, eval_end=40,
+                         nll_model=None, realism_seed=3)
+    evaluate(cfg)
+    with (tmp_path / "out" / "realism.csv").open() as fh:
+        table = {r["method"]: r for r in csv.DictReader(fh)}
+    # narrate: 2 events x 32 simulated agents, 16 descriptive each -> 50%; discriminator over 2 folds.
+    n = table["narrate"]
+    assert (n["simulated"], n["descriptive"], n["events"], n["folds"]) == ("64", "32", "2", "2")
+    assert float(n["descriptive_share"]) == 0.5 and float(n["mf_aspects_share"]) == 1.0
+    assert float(n["auc"]) > float(table["state"]["auc"])  # narration is told apart better than real tweets
+    # state: agent 9 failed in each event: 2 of 64; no mean field.
+    assert table["state"]["failed"] == "2" and float(table["state"]["empty_failed_share"]) == pytest.approx(2 / 64)
+    assert table["state"]["mean_fields"] == "0"
+    kl = (tmp_path / "out" / "kl.md").read_text(encoding="utf-8")
+    assert "| failure rate | realism AUC | descriptive |" in kl and "| 50.0% |" in kl
+    # The Ray job's driver computes the same rows from the same files (in any order): identical files.
+    files = [str(p) for p in evaluable_runs(cfg.trajectories)[0]]
+    write_realism(driver_realism(files[::-1], cfg), tmp_path)
+    for name in ("realism.csv", "realism.md"):
+        assert (tmp_path / name).read_text() == (tmp_path / "out" / name).read_text()
+    # Realism off: neither file, and no columns.
+    evaluate(cfg.model_copy(update={"realism": False}))
+    assert not (tmp_path / "out" / "realism.csv").exists()
+    assert "realism AUC" not in (tmp_path / "out" / "kl.md").read_text(encoding="utf-8")
+
+
+def test_realism_config_fields():
+    cfg = EvaluateConfig(trajectories="t")
+    assert (cfg.realism, cfg.realism_seed, cfg.realism_folds) == (True, 0, 5)
+    with pytest.raises(ValueError, match="realism_folds"):
+        EvaluateConfig(trajectories="t", realism_folds=1)
