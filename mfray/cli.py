@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--config", help="EvaluateConfig YAML (e.g. jobs/configs/evaluate.yaml)")
     ev.add_argument("--trajectories", help="folder of trajectory Parquet files")
     ev.add_argument("--out", help="output folder (default runs/evaluate)")
-    ev.add_argument("--annotator", choices=["offline", "llm"], help="offline (default) or llm (needs endpoint.*)")
+    ev.add_argument("--annotator", choices=["offline", "learned", "hybrid", "llm"],
+                    help="offline (default: rules, best measured on unseen events), learned or hybrid (fitted on the "
+                    "gold file at start), or llm (needs endpoint.*)")
     ev.add_argument("--eval-start", type=int, help="first evaluated agent (default 50)")
     ev.add_argument("--eval-end", type=int, help="end of the evaluated agents, exclusive (default 300)")
     nll_flags = ev.add_mutually_exclusive_group()

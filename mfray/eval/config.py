@@ -15,7 +15,9 @@ class EvaluateConfig(StrictModel):
 
     trajectories: str = Field(description="a folder of trajectory Parquet files (mfray simulate --out)")
     out: str = "runs/evaluate"
-    annotator: Literal["offline", "llm"] = "offline"
+    # offline: rules (the default, best measured on unseen events); learned / hybrid: fitted on
+    # the gold file at build time (mfray/eval/annotators.py); llm: any OpenAI-compatible endpoint.
+    annotator: Literal["offline", "learned", "hybrid", "llm"] = "offline"
     endpoint: EndpointConfig | None = None  # the LLM annotator's server (e.g. gpt-4o-mini)
     annotator_batch: int = Field(8, ge=1, description="actions per LLM annotator call")
     cache: str | None = None  # default: <out>/annotations.<annotator>.jsonl

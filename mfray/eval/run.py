@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from mfray.eval.annotate import Annotator, CachedAnnotator
+from mfray.eval.annotators import LOCAL_ANNOTATORS, build_local_annotator
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, generation_failures, trajectory_metrics
 from mfray.eval.inputs import evaluable_runs, write_incomplete
@@ -19,10 +20,8 @@ from mfray.sim.trajectory import read_trajectory
 
 def build_annotator(cfg: EvaluateConfig) -> Annotator:
     """The configured annotator behind the text-hash cache."""
-    if cfg.annotator == "offline":
-        from mfray.eval.offline import OfflineAnnotator
-
-        inner = OfflineAnnotator()
+    if cfg.annotator in LOCAL_ANNOTATORS:
+        inner = build_local_annotator(cfg.annotator)
     else:
         from mfray.eval.llm_annotator import LLMAnnotator
         from mfray.llm import build_llm

@@ -157,3 +157,16 @@ def test_gold_macro_f1_holds(annotator, data_dir):
     preds = asyncio.run(annotator.annotate(items))
     f1 = [f1_scores([g.labels[d] for g in gold], [p.labels[d] for p in preds])[0] for d in DIMENSIONS]
     assert sum(f1) / len(f1) >= MEASURED_GOLD_MACRO_F1 - 0.02, dict(zip(DIMENSIONS, f1))
+
+
+def test_signals_then_decide_is_label_one(annotator):
+    # The learned annotator reads the rules' signals and decisions: the split must not change
+    # offline-v1 (its name keys the annotation caches).
+    for item in MIXED:
+        sig = annotator.signals(item)
+        assert OfflineAnnotator.decide(sig) == annotator.label_one(item)
+    sig = annotator.signals(AnnotationItem("This is a hoax lol", TOPIC))
+    assert sig.debunk and sig.emotion == "happy" and not sig.zh and not sig.has_link
+    assert -1.0 <= sig.valence() <= 1.0
+    sig = annotator.signals(AnnotationItem("RT @x: Alabama Man Caught Having Sex With Pig http://t.co/a", TOPIC))
+    assert sig.repost and sig.has_link and len(sig.words_text & sig.words_topic) >= 2
