@@ -30,7 +30,7 @@ from pathlib import Path
 
 from mfray.data import load_events
 from mfray.data.validate import Problem, decode_utf8
-from mfray.eval.labels import DIMENSIONS, GoldLabel, json_object_lines
+from mfray.eval.labels import DIMENSIONS, GoldLabel, json_object_lines, read_labels
 
 GOLD_DIR = Path(__file__).resolve().parent / "gold"
 
@@ -93,18 +93,8 @@ def _parse(text: str, path: str) -> tuple[list[tuple[int, str, str, dict[str, st
                 bad = True
             else:
                 ids[key] = value
-        labels: dict[str, str] = {}
-        for dim, allowed in DIMENSIONS.items():
-            if dim not in obj:
-                problems.append(Problem(path, lineno, dim, "missing label; expected one of "
-                                        + ", ".join(allowed)))
-                bad = True
-            elif obj[dim] not in allowed:
-                problems.append(Problem(path, lineno, dim, f"{obj[dim]!r:.40} is not a {dim} "
-                                        f"label; expected one of {', '.join(allowed)}"))
-                bad = True
-            else:
-                labels[dim] = obj[dim]
+        labels = read_labels(obj, path, lineno, problems)
+        bad = bad or labels is None
         for key in obj:
             if key in ("text", "topic"):
                 problems.append(Problem(path, lineno, key, "must not be stored in a test-set "

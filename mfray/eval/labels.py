@@ -83,25 +83,30 @@ def _record(obj: Mapping[str, Any], path: str, lineno: int, limits: Limits,
             problems: list[Problem]) -> GoldLabel | None:
     f = Fields(obj, path, lineno, limits, problems, _SKIP)
     values = {key: f.required(key, kind) for key, kind in _TEXT_FIELDS.items()}
-    labels: dict[str, str] = {}
-    bad = f.rejected
-    for dim, allowed in DIMENSIONS.items():
-        if dim not in obj:
-            problems.append(Problem(path, lineno, dim, f"missing label; expected one of "
-                                    f"{', '.join(allowed)} ({_SKIP})"))
-            bad = True
-        elif not isinstance(obj[dim], str) or obj[dim] not in allowed:
-            problems.append(Problem(path, lineno, dim, f"{_show(obj[dim])} is not a {dim} "
-                                    f"label; expected one of {', '.join(allowed)} ({_SKIP})"))
-            bad = True
-        else:
-            labels[dim] = obj[dim]
+    labels = read_labels(obj, path, lineno, problems, f" ({_SKIP})")
+    bad = f.rejected or labels is None
     for key in obj:
         if key not in _KNOWN_FIELDS:
             problems.append(Problem(path, lineno, str(key), "unknown field (ignored, label kept)"))
     if bad:
         return None
     return GoldLabel(values["event"], values["id"], values["topic"], values["text"], labels)
+
+
+def read_labels(obj: Mapping[str, Any], path: str, lineno: int, problems: list[Problem],
+                note: str = "") -> dict[str, str] | None:
+    """The eight labels of one record, or None when any is missing or outside its label set
+    (each such problem reported, with `note` appended)."""
+    labels: dict[str, str] = {}
+    for dim, allowed in DIMENSIONS.items():
+        if dim not in obj:
+            problems.append(Problem(path, lineno, dim, f"missing label; expected one of {', '.join(allowed)}{note}"))
+        elif not isinstance(obj[dim], str) or obj[dim] not in allowed:
+            problems.append(Problem(path, lineno, dim, f"{_show(obj[dim])} is not a {dim} label; "
+                                    f"expected one of {', '.join(allowed)}{note}"))
+        else:
+            labels[dim] = obj[dim]
+    return labels if len(labels) == len(DIMENSIONS) else None
 
 
 def json_object_lines(text: str, path: str, problems: list[Problem], note: str = "") -> Iterator[tuple[int, dict]]:
