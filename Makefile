@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-unit bench clean gpu-bundle
+.PHONY: venv demo test test-unit bench adapters clean gpu-bundle
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ test-unit: venv
 
 bench: venv
 	$(PY) benchmarks/engine_bench.py
+
+# The LoRA adapters the fidelity runs use (jobs/configs/simulate_adapters.yaml): SFT of the policy,
+# then IB-Tune of policy and mean field, each in one process on this CPU (about 40 + 60 minutes
+# on 2 cores), on the training events of jobs/configs/train_adapters_*.yaml.
+adapters: venv
+	$(PY) benchmarks/train_single.py --config jobs/configs/train_adapters_sft.yaml
+	$(PY) benchmarks/train_single.py --config jobs/configs/train_adapters_ibtune.yaml
 
 clean:
 	rm -rf $(VENV)

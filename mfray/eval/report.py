@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from mfray.eval.evaluate import (
     DEFAULT_MAX_FAILURE_RATE, LOWER_IS_BETTER, METRICS, TRAJECTORY_METRICS, method_failures, summarise, summarise_events,
 )
+from mfray.eval.agreement_record import TEST_SET_NAMES, agreement_rows, measure_command
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.metrics import label_shares, nearest_windows
+from mfray.eval.noise import METRICS as FLOOR_METRICS
 from mfray.eval.nll import nll_note
 
 METRIC_TITLES = {"kl": "KL divergence", "wasserstein": "Wasserstein distance", "dtw": "DTW distance",
@@ -135,7 +137,7 @@ def write_realism(realism: Sequence[dict], out_dir: Path) -> str:
                          f"{_share(r['mf_aspects_share'])} | {_share(r['mf_meta_share'])} | {example or '-'} |")
         lines += ["", ("Aspects: the stance, emotion and behaviour word lists (English and Chinese) of "
                        "mfray.eval.realism.ASPECT_WORDS; meta: a META_RULES phrase or a run of 6 words (10 Chinese "
-                       "characters) copied from a mean_field.jinja template.")]
+                       "characters) copied from a mean-field template or a worked-example summary of the timeline style.")]
     else:
         lines.append("No method has a mean field.")
     md = "\n".join(lines) + "\n"
@@ -145,6 +147,83 @@ def write_realism(realism: Sequence[dict], out_dir: Path) -> str:
         writer.writeheader()
         writer.writerows(realism)
     return md
+
+
+FLOOR_NOTE = (
+    "The noise floor is what a perfect simulator, one that draws its posts from the real distribution, would "
+    "score with this annotator: every step window of each event's real posts is split at random into two halves, "
+    "one standing for the real side and one for the simulation, and the metrics are computed between them "
+    "(mfray.eval.noise; averaged over the noise_seeds splits, then over events), so compare methods against "
+    "it, not against 0. The halves are half-size windows (N/2 posts against N/2, where the evaluation compares "
+    "N real with N simulated), so sampling noise is larger than in the evaluation itself (with few posts per "
+    "window much larger: a label seen in one half only costs a lot of KL); macro-F1 here is the chance agreement "
+    "of two independent draws.")
+AGREEMENT_NOTE = (
+    "Agreement with hand labels on events no annotator rule or model was tuned on (mfray/eval/gold/, "
+    "measure only), as recorded in mfray/eval/gold/agreement.json by the command shown. "
+    "A dimension whose macro-F1 is low or that does not beat the majority label is one where this report's "
+    "metrics say more about the annotator than about the simulator.")
+
+
+def write_noise_floor(floor: Sequence[dict], out_dir: Path) -> None:
+    """noise_floor.csv: the rows of mfray.eval.noise.evaluation_floor (dimension, kl,
+    wasserstein, macro_f1, events)."""
+    with (out_dir / "noise_floor.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["dimension", *FLOOR_METRICS, "events"])
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in writer.fieldnames} for r in floor)
+
+
+def _mean(values: Sequence[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else float("nan")
+
+
+def annotator_section(rows: list[dict], floor: Sequence[dict] | None, annotator: str | None,
+                      agreement: Mapping[str, Mapping] | None) -> str:
+    """The "Annotator and noise floor" section of summary.md: the floor table (`floor`,
+    mfray.eval.noise.evaluation_floor) with, per metric, the mean over dimensions of the floor
+    against each method's (`summarise`); then the annotator's measured agreement per test set
+    (`agreement`: {test set: entry}, mfray.eval.agreement_record.annotator_agreement), or
+    "not measured" with the command that measures it."""
+    name = annotator or "unknown"
+    lines = ["## Annotator and noise floor", "",
+             f"Annotator: **{name}**. It labels the real and the simulated posts alike, so every metric of this "
+             f"report is measured through it.", "", "### Noise floor of this evaluation", ""]
+    if floor:
+        lines += [FLOOR_NOTE, "", "| dimension | KL | Wasserstein | macro-F1 | events |", "|---|---|---|---|---|"]
+        lines += [f"| {r['dimension']} | " + " | ".join(_fmt(r[m]) for m in FLOOR_METRICS) + f" | {r['events']} |"
+                  for r in floor]
+        means = {m: _mean([r[m] for r in floor]) for m in FLOOR_METRICS}
+        lines += ["| **mean** | " + " | ".join(f"**{_fmt(means[m])}**" for m in FLOOR_METRICS) + " | |", "",
+                  "Mean over dimensions, each method against the floor:", ""]
+        for metric in FLOOR_METRICS:
+            methods, table = summarise(rows, metric)
+            arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
+            values = ", ".join(f"{m} {_fmt(table[m]['mean'])}" for m in methods)
+            lines.append(f"- {METRIC_TITLES[metric]} ({arrow}): {values}; floor {_fmt(means[metric])}")
+    else:
+        lines.append("Not computed: no real posts were annotated.")
+    lines += ["", f"### Measured agreement of {name} on unseen hand-labelled events", "", AGREEMENT_NOTE, ""]
+    agreement = agreement or {}
+    if not agreement:
+        lines += [f"**Not measured**: {name} has no recorded agreement on the hand-labelled test sets, so how "
+                  f"well its labels match human labels on unseen events is unknown.", ""]
+    for test_set in [*TEST_SET_NAMES, *sorted(set(agreement) - set(TEST_SET_NAMES))]:
+        entry = agreement.get(test_set)
+        if entry is None:
+            lines += [f"- {test_set}: not measured: run `{measure_command(name, test_set)}`", ""]
+            continue
+        failed = f", {entry['unlabelled']} left unlabelled (scored as wrong)" if entry.get("unlabelled") else ""
+        lines += [f"#### {test_set} ({entry['n']} posts, {entry['events']} events, language {entry['language']}{failed})", "",
+                  "| dimension | macro-F1 | accuracy | majority accuracy | above majority |", "|---|---|---|---|---|"]
+        lines += [f"| {r['dimension']} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['majority_accuracy']:.3f} | "
+                  f"{r['above_majority']} |" for r in agreement_rows(entry)]
+        lines += [f"| **mean** | **{entry['mean_macro_f1']:.3f}** | **{entry['mean_accuracy']:.3f}** | "
+                  f"**{entry['mean_majority_accuracy']:.3f}** | **{entry['above_majority']}/{len(entry['dimensions'])}** |",
+                  "", f"Measured on {entry['date']} by `{entry['command']}`" + (f" ({entry['note']})" if entry.get("note") else "")
+                  + ".", ""]
+    return "\n".join(lines)
 
 
 def write_nll_table(rows: list[dict], out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str:
@@ -264,14 +343,18 @@ def failure_table(rows: list[dict], max_failure_rate: float = DEFAULT_MAX_FAILUR
 
 
 def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
-                  realism: Sequence[dict] | None = None) -> None:
+                  realism: Sequence[dict] | None = None, floor: Sequence[dict] | None = None,
+                  annotator: str | None = None, agreement: Mapping[str, Mapping] | None = None) -> None:
     """Everything both evaluation paths write from metric rows: the raw CSV, one table per
     metric (NLL's per event), summary.md (headed by the generation failures), and radar charts
     of KL and macro-F1; every table and legend shows each method's failure rate, flagged above
     `max_failure_rate` (EvaluateConfig.max_failure_rate). With `realism` rows
     (mfray.eval.realism.realism_rows) the KL table also shows each method's discriminator AUC and
     descriptive share, and realism.md/.csv are written and appended to summary.md; without them
-    (EvaluateConfig.realism off) a stale realism.md/.csv is removed."""
+    (EvaluateConfig.realism off) a stale realism.md/.csv is removed. With `floor` rows
+    (mfray.eval.noise.evaluation_floor) or an `annotator` name, summary.md gets the "Annotator and
+    noise floor" section (`annotator_section`, `agreement` as there) after the failures, and
+    noise_floor.csv is written (removed when there are no floor rows)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_raw_csv(rows, out_dir / "metrics_raw.csv")
     tables = [write_metric_table(rows, m, out_dir, max_failure_rate, realism if m == "kl" else None) for m in METRICS]
@@ -281,6 +364,13 @@ def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEF
     else:
         for name in ("realism.md", "realism.csv"):
             (out_dir / name).unlink(missing_ok=True)
-    (out_dir / "summary.md").write_text("\n".join([failure_table(rows, max_failure_rate), *tables]), encoding="utf-8")
+    if floor:
+        write_noise_floor(floor, out_dir)
+    else:
+        (out_dir / "noise_floor.csv").unlink(missing_ok=True)
+    head = [failure_table(rows, max_failure_rate)]
+    if floor is not None or annotator is not None:
+        head.append(annotator_section(rows, floor, annotator, agreement))
+    (out_dir / "summary.md").write_text("\n".join([*head, *tables]), encoding="utf-8")
     for metric in ("kl", "macro_f1"):
         plot_radar(rows, metric, out_dir / f"radar_{metric}.png", max_failure_rate)

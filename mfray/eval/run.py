@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from mfray.eval.agreement_record import annotator_agreement
 from mfray.eval.annotate import Annotator, CachedAnnotator
 from mfray.eval.annotators import LOCAL_ANNOTATORS, build_local_annotator
 from mfray.eval.config import EvaluateConfig
@@ -12,6 +13,7 @@ from mfray.eval.evaluate import EvalRange, annotate_records, evaluated, generati
 from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, score_records, trajectory_nll
+from mfray.eval.noise import evaluation_floor
 from mfray.eval.realism import RealismInputs, realism_rows
 from mfray.eval.report import plot_trajectories, write_summary
 from mfray.llm.base import LLM
@@ -38,7 +40,10 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     (mfray.eval.inputs.evaluable_runs: incomplete runs are listed in incomplete_runs.txt, runs
     of one method made under different configs are refused), and the report files under cfg.out. Returns the rows. The NLL columns (mfray.eval.nll) are
     present when cfg.nll_model is set; `scorer` replaces the model it names (already loaded).
-    With cfg.realism, realism.md/.csv (mfray.eval.realism) come from the same evaluated records."""
+    With cfg.realism, realism.md/.csv (mfray.eval.realism) come from the same evaluated records.
+    The noise floor (mfray.eval.noise.evaluation_floor, cfg.noise_seeds) comes from the real
+    posts' labels, each real agent once per event; summary.md shows it with the annotator's
+    measured agreement (mfray.eval.agreement_record)."""
     files, incomplete = evaluable_runs(cfg.trajectories)
     annotator = annotator or build_annotator(cfg)
     if cfg.nll_model is None:
@@ -52,6 +57,7 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     rows: list[dict] = []
     per_event: dict[str, dict] = {}  # event -> {"index", "real", "sim": {method: labels}} for plots
     realism = RealismInputs()
+    real_posts: dict[str, dict[int, tuple[int, dict]]] = {}  # event -> agent index -> (step, labels)
     for path in files:
         records = evaluated(read_trajectory(path), rng)
         if not records:
@@ -59,6 +65,9 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
         realism.add(records)
         real, sim = asyncio.run(annotate_records(records, annotator))
         head = records[0]
+        event_posts = real_posts.setdefault(head.event_id, {})
+        for r, a in zip(records, real):  # every trajectory of an event shows the same real agents
+            event_posts.setdefault(r.agent_index, (r.step, a.labels))
         extra = generation_failures([r.failed for r in records], [r.intervention for r in records])
         if scorer is not None:
             extra.update(trajectory_nll(asyncio.run(score_records(records, scorer, cfg.nll_adapters))))
@@ -72,7 +81,8 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     if not rows:
         raise ValueError(f"no agent of {cfg.trajectories} falls in the evaluated range {rng.start}..{rng.end}")
     realism_table = realism_rows(realism, cfg.realism_seed, cfg.realism_folds) if cfg.realism else None
-    write_summary(rows, out, cfg.max_failure_rate, realism_table)
+    write_summary(rows, out, cfg.max_failure_rate, realism_table, evaluation_floor(real_posts, cfg.noise_seeds),
+                  annotator.name, annotator_agreement(annotator.name))
     for event_id, plot in per_event.items():
         for dim in DIMENSIONS:
             sims = {m: [None if a is None else a.labels.get(dim) for a in anns] for m, anns in plot["sim"].items()}

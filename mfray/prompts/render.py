@@ -1,5 +1,13 @@
 """The one place prompts are rendered. Templates live in templates/<language>/<role>.jinja.
 
+Two prompt styles (RolloutConfig.prompt_style) for the policy and the mean field:
+- "chat": an instruction in one user message ("Write only this user's post..."), rendered with
+  the model's chat template (policy.jinja, mean_field.jinja);
+- "timeline": raw text the model continues (policy_timeline.jinja, mean_field_timeline.jinja):
+  fixed example posts of training events (templates/<language>/timeline_examples.json), then
+  the event's story, its context, and an open line ("@user:" for a post, "Stance:" for a
+  summary). Its output is read back by mfray.prompts.parse.
+
 Shared context comes first in every template (topic, mean field, signal) and the per-agent part
 last, so engines with prefix caching reuse the common prefix across a step's agents.
 """
@@ -13,11 +21,12 @@ from pathlib import Path
 
 import jinja2
 
-from mfray.llm.base import ChatMessage
+from mfray.llm.base import ChatMessage, Prompt
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-ROLES = ("policy", "mean_field", "annotator")
+ROLES = ("policy", "mean_field", "annotator", "policy_timeline", "mean_field_timeline")
 LANGUAGES = ("en", "zh")
+PROMPT_STYLES = ("chat", "timeline")
 
 
 @lru_cache(maxsize=1)
@@ -41,14 +50,38 @@ def render_text(role: str, language: str, **variables) -> str:
     return _environment().get_template(f"{language}/{role}.jinja").render(**variables).strip()
 
 
+@lru_cache(maxsize=None)
+def timeline_examples(language: str) -> dict:
+    """The fixed examples of the timeline style for `language` (templates/<language>/
+    timeline_examples.json: real posts of training events, with where they came from), as the
+    templates take them: {"events": [{"topic", "posts"}], "worked": [{"topic", "posts", "summary"}]}
+    ("worked": the events with a hand-written summary, the mean-field prompt's worked examples).
+    Every topic and post is on one line (`one_line`)."""
+    if language not in LANGUAGES:
+        raise ValueError(f"no timeline examples for language {language!r}; known: {LANGUAGES}")
+    doc = json.loads((TEMPLATE_DIR / language / "timeline_examples.json").read_text(encoding="utf-8"))
+    events = [{"topic": one_line(e["topic"]), "posts": [one_line(p["text"]) for p in e["posts"]], "summary": e.get("summary")}
+              for e in doc["events"]]
+    return {"events": [{k: e[k] for k in ("topic", "posts")} for e in events],
+            "worked": [e for e in events if e["summary"]]}
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace (newlines and non-breaking spaces included) made one
+    space: in a timeline one line is one post."""
+    return " ".join(text.split())
+
+
 def render_chat(role: str, language: str, **variables) -> list[ChatMessage]:
     """Render one template as a single-turn chat (what the LLM interface takes)."""
     return [{"role": "user", "content": render_text(role, language, **variables)}]
 
 
 def prompt_hash(prompt: list[ChatMessage] | str) -> str:
-    """Short stable hash of a prompt, recorded with each action to tie outputs to inputs."""
-    blob = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, sort_keys=True)
+    """Short stable hash of a prompt, recorded with each action to tie outputs to inputs: of its
+    JSON, as a trajectory stores it (mfray.sim.trajectory.encode_prompt), for a chat and a raw
+    string alike."""
+    blob = json.dumps(prompt, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -83,3 +116,70 @@ def mean_field_chat(language: str, topic: str, previous: str, comments: list[dic
     """The mean-field prompt mu(. | topic, m_t, step actions); `comments` are {"text", "state"}
     dicts (state "" when the mean field is not shown the authors' states)."""
     return render_chat("mean_field", language, topic=topic, previous=previous, signal=signal, comments=comments)
+
+
+def policy_prompt(
+    style: str,
+    language: str,
+    topic: str,
+    state: str,
+    mean_field: str = "",
+    signal: str | None = None,
+    recent: list[str] | None = None,
+    popular: list[str] | None = None,
+    latent_state: str | None = None,
+    latent_distribution: str | None = None,
+) -> Prompt:
+    """The policy prompt in `style` (PROMPT_STYLES): "chat" is `policy_chat`; "timeline" is a raw
+    string ending with the agent's open post line, with the same context (recent and popular
+    posts become the story's latest timeline lines)."""
+    if style == "chat":
+        return policy_chat(language, topic, state, mean_field=mean_field, signal=signal, recent=recent, popular=popular,
+                           latent_state=latent_state, latent_distribution=latent_distribution)
+    _check_style(style)
+    return render_text(
+        "policy_timeline",
+        language,
+        examples=timeline_examples(language)["events"],
+        topic=one_line(topic),
+        mean_field=mean_field.strip(),
+        signal=one_line(signal) if signal else None,
+        recent=[one_line(t) for t in recent or []],
+        popular=[one_line(t) for t in popular or []],
+        latent_state=latent_state,
+        latent_distribution=latent_distribution,
+        state=one_line(state),
+    )
+
+
+def mean_field_prompt(style: str, language: str, topic: str, previous: str, comments: list[dict],
+                      signal: str | None = None) -> Prompt:
+    """The mean-field prompt in `style`: "chat" is `mean_field_chat`; "timeline" is a raw string
+    ending with the open summary (read the generation back with mfray.prompts.parse.mean_field_text)."""
+    if style == "chat":
+        return mean_field_chat(language, topic, previous, comments, signal=signal)
+    _check_style(style)
+    return render_text(
+        "mean_field_timeline",
+        language,
+        examples=timeline_examples(language)["worked"],
+        topic=one_line(topic),
+        previous=previous.strip(),
+        signal=one_line(signal) if signal else None,
+        comments=[{"text": one_line(c["text"]), "state": one_line(c["state"])} for c in comments],
+    )
+
+
+def policy_completion(prompt: Prompt, text: str) -> str:
+    """What the policy writes when its post is `text`, after `prompt`: the text a model is trained
+    on and scored on (training, held-out NLL, evaluation NLL all go through here). A chat prompt
+    (a message list) is answered by the post itself; a timeline prompt (a raw string ending with
+    "@user:") is continued by a space, the post on one line, and the line's end."""
+    if isinstance(prompt, str):
+        return f" {one_line(text)}\n"
+    return text
+
+
+def _check_style(style: str) -> None:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; known: {PROMPT_STYLES}")

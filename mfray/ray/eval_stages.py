@@ -1,6 +1,7 @@
 """Evaluation as Ray Data stages: explode trajectories into texts, score the real actions' NLL
 and annotate them in actor pools (`map_batches`), compute metrics per trajectory
-(`groupby().map_groups`); realism in the driver (`driver_realism`).
+(`groupby().map_groups`); realism and the noise floor in the driver (`driver_realism`,
+`driver_floor`).
 
 Each stage declares the columns it reads; the work itself is the same pure code the single
 process path runs (mfray.eval.evaluate), so both give identical numbers.
@@ -18,6 +19,7 @@ from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import EvalRange, evaluated, generation_failures, trajectory_metrics
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, method_adapter, nll_pair, score_pairs, trajectory_nll
+from mfray.eval.noise import evaluation_floor
 from mfray.eval.realism import RealismInputs, realism_rows
 from mfray.sim.trajectory import read_trajectory, table_to_records
 
@@ -27,6 +29,7 @@ TEXT_COLUMNS = ("event_id", "method", "seed", "step", "agent_index", "side", "te
                 "policy_prompt", "failed", "intervention")
 LABEL_COLUMNS = tuple(f"label_{d}" for d in DIMENSIONS)
 NLL_STAGE_COLUMNS = ("nll_sum", "nll_tokens")  # NLLStage's output: summed log-prob (NaN: unscored), tokens
+FLOOR_COLUMNS = ("event_id", "agent_index", "step", "side", "annotator", *LABEL_COLUMNS)  # what driver_floor reads
 
 
 def explode_sides(batch: pd.DataFrame, eval_start: int, eval_end: int) -> pd.DataFrame:
@@ -51,8 +54,9 @@ def explode_sides(batch: pd.DataFrame, eval_start: int, eval_end: int) -> pd.Dat
 
 
 class AnnotateStage:
-    """`map_batches` actor: reads ("text", "topic", "language"), adds LABEL_COLUMNS and
-    "annotation_failed". One annotator (and its cache) per actor, built once."""
+    """`map_batches` actor: reads ("text", "topic", "language"), adds LABEL_COLUMNS,
+    "annotation_failed" and "annotator" (the annotator's name, for the report). One annotator (and
+    its cache) per actor, built once."""
 
     def __init__(self, cfg: dict):
         from mfray.eval.run import build_annotator
@@ -68,6 +72,7 @@ class AnnotateStage:
         for dim, col in zip(DIMENSIONS, LABEL_COLUMNS):
             batch[col] = [by_row[i].labels.get(dim) if i in by_row else None for i in range(len(batch))]
         batch["annotation_failed"] = [by_row[i].failed if i in by_row else False for i in range(len(batch))]
+        batch["annotator"] = self.annotator.name
         return batch
 
 
@@ -133,6 +138,23 @@ def driver_realism(files: list[str], cfg: EvaluateConfig) -> list[dict]:
     for path in files:
         inputs.add(evaluated(read_trajectory(path), EvalRange(cfg.eval_start, cfg.eval_end)))
     return realism_rows(inputs, cfg.realism_seed, cfg.realism_folds)
+
+
+def driver_floor(frame: pd.DataFrame, seeds) -> tuple[list[dict], str | None]:
+    """(noise floor rows, annotator name) from the annotated text rows `frame` (FLOOR_COLUMNS of
+    AnnotateStage's output, any order): the real rows, each (event, agent) once, through
+    mfray.eval.noise.evaluation_floor with `seeds`, exactly as `mfray evaluate` does; the name is
+    the one annotator of the rows (more than one is an error: the labels would not be comparable)."""
+    names = sorted({n for n in frame["annotator"] if isinstance(n, str)}) if "annotator" in frame else []
+    if len(names) > 1:
+        raise ValueError(f"the annotated rows carry several annotator names {names}: one evaluation, one annotator")
+    real = frame[frame["side"] == "real"].sort_values(["event_id", "agent_index"], kind="stable")
+    posts: dict[str, dict[int, tuple[int, dict]]] = {}
+    for row in real.itertuples(index=False):
+        r = row._asdict()
+        labels = {d: _none(r[c]) for d, c in zip(DIMENSIONS, LABEL_COLUMNS)}
+        posts.setdefault(r["event_id"], {}).setdefault(int(r["agent_index"]), (int(r["step"]), labels))
+    return evaluation_floor(posts, seeds), (names[0] if names else None)
 
 
 def _none(value):

@@ -89,6 +89,13 @@ class Signal(StrictModel):
     text: str = Field(min_length=1)
 
 
+# The repetition penalty each prompt style samples with unless a config gives one. chat: SPEC
+# section 2's 1.2. timeline: 1.0, since the prompt holds the headline a post mostly repeats and the
+# aspect labels a summary repeats, and the penalty counts prompt tokens (as HF and vLLM do): at 1.2
+# reposts come out garbled and summaries stop after one line (benchmarks/post_style.py).
+STYLE_REPETITION_PENALTY = {"chat": 1.2, "timeline": 1.0}
+
+
 class RolloutConfig(StrictModel):
     """How one event is simulated. Interventions may name only agents the rollout generates
     (sim_start <= agent < horizon), each at most once over all interventions; any other plan is
@@ -102,6 +109,14 @@ class RolloutConfig(StrictModel):
     popular_k: int = Field(5, ge=1)
     popular_window: int = Field(30, ge=1)
     mean_field_states: bool = False  # also show each action's author state to the mean-field model
+    prompt_style: Literal["chat", "timeline"] = Field(
+        "timeline",
+        description="how the policy and mean-field prompts are written (mfray.prompts.render): 'chat', an "
+        "instruction in a chat message; 'timeline', raw text the model continues: fixed example posts of "
+        "training events, the story, its context, then an open '@user:' post line or an open 'Stance:' summary "
+        "(benchmarks/post_style.py measures both). It also sets the repetition penalty of `policy` and "
+        "`mean_field` where they do not give one: STYLE_REPETITION_PENALTY",
+    )
     retries: int = Field(2, ge=0, description="extra attempts for a failed or empty generation")
     policy: SamplingConfig = SamplingConfig()
     mean_field: SamplingConfig = SamplingConfig(temperature=0.1, max_new_tokens=200, first_line=False)
@@ -109,6 +124,23 @@ class RolloutConfig(StrictModel):
     mean_field_adapter: str | None = None
     interventions: list[Intervention] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _style_repetition_penalty(cls, data):
+        """Fill the repetition penalty of `policy` and `mean_field` from the prompt style where they
+        leave it out (absent, or a mapping without it); a value given anywhere is kept as given."""
+        if not isinstance(data, dict):
+            return data
+        penalty = STYLE_REPETITION_PENALTY.get(data.get("prompt_style", cls.model_fields["prompt_style"].default))
+        if penalty is None:  # an unknown style: the field's own validation names it
+            return data
+        data = dict(data)
+        for key in ("policy", "mean_field"):
+            value = data.get(key, cls.model_fields[key].default.model_dump(exclude={"repetition_penalty"}))
+            if isinstance(value, dict) and "repetition_penalty" not in value:
+                data[key] = {**value, "repetition_penalty": penalty}
+        return data
 
     @model_validator(mode="after")
     def _check(self):

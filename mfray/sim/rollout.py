@@ -25,7 +25,8 @@ from typing import Literal
 
 from mfray.data.state import state_text
 from mfray.llm.base import Generation, Prompt, SamplingParams
-from mfray.prompts.render import mean_field_chat, policy_chat, prompt_hash
+from mfray.prompts.parse import mean_field_text, post_text
+from mfray.prompts.render import mean_field_prompt, policy_prompt, prompt_hash
 from mfray.sim.config import RolloutConfig
 from mfray.sim.context import WindowAction, derive_seed, select_popular, select_recent, signal_at
 from mfray.sim.trajectory import encode_prompt
@@ -216,10 +217,11 @@ class EventRollout:
             agent.prompt_tokens += gen.prompt_tokens
             agent.completion_tokens += gen.completion_tokens
             agent.latency_s += gen.latency_s
-            if gen.finish_reason == "error" or not gen.text.strip():
+            text = post_text(self.cfg.prompt_style, gen.text) if gen.finish_reason != "error" else ""
+            if not text:
                 still.append(i)
             else:
-                agent.text = gen.text.strip()
+                agent.text = text
         if still and self._attempt < self.cfg.retries:
             self._attempt += 1
             self.stats.retries += len(still)
@@ -245,8 +247,10 @@ class EventRollout:
         (gen,) = generations
         self.stats.mean_field_requests += 1
         self._account(gen)
-        if gen.finish_reason != "error" and gen.text.strip():
-            self._finish_step(gen.text.strip())
+        text = "" if gen.finish_reason == "error" else mean_field_text(
+            self.cfg.prompt_style, self.event.language, gen.text, truncated=gen.finish_reason == "length")
+        if text:
+            self._finish_step(text)
         elif self._attempt < self.cfg.retries:
             self._attempt += 1
             self.stats.retries += 1
@@ -296,7 +300,8 @@ class EventRollout:
     # ---- prompts -----------------------------------------------------------------------------
     def _policy_prompt(self, agent: _Agent) -> Prompt:
         method = self.cfg.method
-        return policy_chat(
+        return policy_prompt(
+            self.cfg.prompt_style,
             self.event.language,
             self.event.topic_text,
             agent.state,
@@ -312,6 +317,7 @@ class EventRollout:
             for a in self._agents
             if a.text is not None
         ]
-        return mean_field_chat(
-            self.event.language, self.event.topic_text, self.mean_field, comments, signal=signal_at(self.cfg.signals, self.step)
+        return mean_field_prompt(
+            self.cfg.prompt_style, self.event.language, self.event.topic_text, self.mean_field, comments,
+            signal=signal_at(self.cfg.signals, self.step),
         )

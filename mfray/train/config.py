@@ -30,6 +30,9 @@ class TrainConfig(StrictModel):
     agents_per_step: int = Field(16, ge=1)
     horizon: int = Field(300, ge=2, description="agents of each event used (steps = horizon // agents_per_step)")
     mean_field_states: bool = False  # as RolloutConfig: show each action's author state to the mean field
+    prompt_style: Literal["chat", "timeline"] = Field(
+        "timeline", description="as RolloutConfig.prompt_style: adapters are trained on the prompts they will "
+        "see in simulation, so simulate with the style they were trained with (summary.json records it)")
     summaries: int = Field(4, ge=2, description="J, summaries sampled per step for the IB estimator")
     beta: float = Field(2.0, gt=0)
     summary_max_tokens: int = Field(200, ge=1)

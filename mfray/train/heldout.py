@@ -9,7 +9,8 @@ for SFT it sees the `state` prompt. Per token (pooled over action tokens) and pe
 from __future__ import annotations
 
 from mfray.llm.local import LocalEngine
-from mfray.prompts.render import mean_field_chat, policy_chat
+from mfray.prompts.parse import mean_field_text
+from mfray.prompts.render import mean_field_prompt, policy_completion, policy_prompt
 from mfray.sim.config import RolloutConfig
 from mfray.sim.context import derive_seed
 from mfray.train.config import TrainConfig
@@ -22,8 +23,8 @@ def heldout_nll(engine: LocalEngine, events: list[Event], cfg: TrainConfig, tune
     policy (tuned adapters, or the base model when tuned is False)."""
     policy = cfg.policy_adapter if tuned else None
     mean_field_adapter = cfg.adapter_names[1] if (tuned and cfg.mode == "ibtune") else None
-    # The simulation's mean-field sampling (SPEC defaults), with this run's summary length.
-    sampling = RolloutConfig().mean_field.model_copy(update={"max_new_tokens": cfg.summary_max_tokens})
+    # The simulation's mean-field sampling (SPEC defaults for this prompt style), with this run's summary length.
+    sampling = RolloutConfig(prompt_style=cfg.prompt_style).mean_field.model_copy(update={"max_new_tokens": cfg.summary_max_tokens})
     n = cfg.agents_per_step
     total_logp, tokens, per_action = 0.0, 0, []
     for event in events:
@@ -33,19 +34,21 @@ def heldout_nll(engine: LocalEngine, events: list[Event], cfg: TrainConfig, tune
         for t, step in enumerate(steps):
             scored = step[max(0, cfg.heldout_start - t * n):]
             if scored:
-                prompts = [policy_chat(event.language, event.topic_text, a.state,
-                                       mean_field=mean_field if cfg.mode == "ibtune" else "") for a in scored]
-                for lps in engine.score_sync(prompts, [a.text for a in scored], adapter=policy):
+                prompts = [policy_prompt(cfg.prompt_style, event.language, event.topic_text, a.state,
+                                         mean_field=mean_field if cfg.mode == "ibtune" else "") for a in scored]
+                completions = [policy_completion(p, a.text) for p, a in zip(prompts, scored)]
+                for lps in engine.score_sync(prompts, completions, adapter=policy):
                     if lps:
                         total_logp += sum(lps)
                         tokens += len(lps)
                         per_action.append(-sum(lps) / len(lps))
             if cfg.mode == "ibtune" and t + 1 < len(steps):
-                prompt = mean_field_chat(event.language, event.topic_text, mean_field,
-                                         mean_field_comments(step, cfg.mean_field_states))
+                prompt = mean_field_prompt(cfg.prompt_style, event.language, event.topic_text, mean_field,
+                                           mean_field_comments(step, cfg.mean_field_states))
                 gen = engine.generate_sync([prompt], sampling.params(derive_seed(cfg.seed, "heldout", event.event_id, t)),
                                            adapter=mean_field_adapter)[0]
-                mean_field = gen.text.strip() or mean_field  # a failed summary keeps m_t, as in simulation
+                text = mean_field_text(cfg.prompt_style, event.language, gen.text, truncated=gen.finish_reason == "length")
+                mean_field = text or mean_field  # a failed summary keeps m_t, as in simulation
     if tokens == 0:
         raise ValueError(f"no held-out action tokens: events have fewer than {cfg.heldout_start + 1} agents")
     return {

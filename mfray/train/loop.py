@@ -186,7 +186,7 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
     events, problems = load_events(cfg.train_events)
     for problem in problems:
         print(f"[rank {ctx.rank}] training data: {problem}", flush=True)
-    streams, skipped = worker_streams(events, cfg.agents_per_step, cfg.horizon, ctx.world_size)
+    streams, skipped = worker_streams(events, cfg.agents_per_step, cfg.horizon, ctx.world_size, cfg.seed)
     for line in skipped:
         print(f"[rank {ctx.rank}] {line}", flush=True)
     stream = streams[ctx.rank]
@@ -225,11 +225,12 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
             if sample.first_of_event:
                 mean_field = ""  # m_0 = "": no mean field crosses events
             if cfg.mode == "sft":
-                result = sft_step(engine, sample, cfg.policy_adapter, backend.backward)
+                result = sft_step(engine, sample, cfg.policy_adapter, backend.backward, style=cfg.prompt_style)
             else:
                 seed = derive_seed(cfg.seed, "summaries", ctx.rank, position)
                 result = ib_step(engine, sample, mean_field, backend.backward, summaries=cfg.summaries, beta=cfg.beta,
-                                 max_tokens=cfg.summary_max_tokens, seed=seed, mean_field_states=cfg.mean_field_states)
+                                 max_tokens=cfg.summary_max_tokens, seed=seed, mean_field_states=cfg.mean_field_states,
+                                 style=cfg.prompt_style)
             mean_field = result.mean_field
             position += 1
             for k, v in result.metrics.items():

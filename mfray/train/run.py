@@ -20,7 +20,7 @@ def check_data(cfg: TrainConfig) -> tuple[list[Event], list[Event]]:
     heldout, heldout_problems = load_events(cfg.heldout_events) if cfg.heldout_events else ([], [])
     for problem in problems + heldout_problems:
         print(f"[data] {problem}", flush=True)
-    worker_streams(train, cfg.agents_per_step, cfg.horizon, cfg.workers)
+    worker_streams(train, cfg.agents_per_step, cfg.horizon, cfg.workers, cfg.seed)
     overlap = sorted({e.event_id for e in train} & {e.event_id for e in heldout})
     if overlap:
         raise ValueError(f"held-out events also in the training set: {overlap[:5]}{' ...' if len(overlap) > 5 else ''}")
@@ -36,7 +36,7 @@ def finish_run(cfg: TrainConfig, heldout: list[Event], device: str = "auto") -> 
     from mfray.train.report import plot_training
 
     out = Path(cfg.out).resolve()
-    summary: dict = {"mode": cfg.mode, "updates": cfg.steps, "adapters": {n: str(out / "adapters" / n) for n in cfg.adapter_names},
+    summary: dict = {"mode": cfg.mode, "updates": cfg.steps, "prompt_style": cfg.prompt_style, "adapters": {n: str(out / "adapters" / n) for n in cfg.adapter_names},
                      "curves": str(plot_training(out, out / "training_curves.png"))}
     if heldout:
         engine = LocalEngine.load(cfg.model, device=device, adapters=summary["adapters"])

@@ -9,6 +9,7 @@ short for one transition are returned as problems with their id.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from mfray.data.state import state_text
@@ -56,13 +57,17 @@ def event_samples(event: Event, agents_per_step: int, horizon: int) -> list[Step
 
 
 def worker_streams(
-    events: list[Event], agents_per_step: int, horizon: int, workers: int
+    events: list[Event], agents_per_step: int, horizon: int, workers: int, seed: int = 0
 ) -> tuple[list[list[StepSample]], list[str]]:
     """Deal whole events round-robin to workers (an event's steps stay on one worker, in
-    order); return (one sample stream per worker, problems). Events are sorted by id first, so
-    the split does not depend on file order."""
+    order); return (one sample stream per worker, problems). Events are sorted by id, then
+    shuffled with `seed`: the split does not depend on file order, and a run shorter than its
+    stream sees a mix of events (sorted ids put one dataset's events first, e.g. all Weibo ids
+    before every Twitter "E..." id)."""
     problems, usable = [], []
-    for event in sorted(events, key=lambda e: e.event_id):
+    ordered = sorted(events, key=lambda e: e.event_id)
+    random.Random(seed).shuffle(ordered)
+    for event in ordered:
         samples = event_samples(event, agents_per_step, horizon)
         if samples:
             usable.append(samples)

@@ -21,7 +21,8 @@ import torch
 from mfray.llm.base import SamplingParams
 from mfray.llm.local import LocalEngine
 from mfray.llm.scoring import completion_logprobs
-from mfray.prompts.render import mean_field_chat, policy_chat
+from mfray.prompts.parse import mean_field_text
+from mfray.prompts.render import mean_field_prompt, policy_completion, policy_prompt
 from mfray.train.losses import (
     ib_rewards,
     leave_one_out_advantages,
@@ -66,24 +67,27 @@ def gradient_pass(model, adapter: str):
         model.eval()
 
 
-def _policy_prompts(sample: StepSample, mean_field: str):
-    return [policy_chat(sample.language, sample.topic, a.state, mean_field=mean_field) for a in sample.current]
+def _policy_prompts(sample: StepSample, style: str, mean_field: str):
+    return [policy_prompt(style, sample.language, sample.topic, a.state, mean_field=mean_field) for a in sample.current]
 
 
 def _pairs(engine: LocalEngine, prompts, completion_ids: list[list[int]]):
     return [(engine.encode(p), ids) for p, ids in zip(prompts, completion_ids)]
 
 
-def _action_ids(engine: LocalEngine, sample: StepSample) -> list[list[int]]:
-    return [engine.tokenizer(a.text, add_special_tokens=False)["input_ids"] for a in sample.current]
+def _action_ids(engine: LocalEngine, sample: StepSample, style: str) -> list[list[int]]:
+    """The step's real actions as the policy's completions (the same for every summary: a
+    completion does not depend on the mean field, only on the prompt style)."""
+    probe = policy_prompt(style, sample.language, sample.topic, "")
+    return [engine.tokenizer(policy_completion(probe, a.text), add_special_tokens=False)["input_ids"] for a in sample.current]
 
 
-def sft_step(engine: LocalEngine, sample: StepSample, adapter: str, backward: Backward) -> StepOutput:
-    """SFT baseline: policy NLL of the step's real actions on `state` prompts."""
+def sft_step(engine: LocalEngine, sample: StepSample, adapter: str, backward: Backward, style: str = "timeline") -> StepOutput:
+    """SFT baseline: policy NLL of the step's real actions on `state` prompts in `style`."""
     model = engine.model
-    prompts = _policy_prompts(sample, "")
+    prompts = _policy_prompts(sample, style, "")
     with gradient_pass(model, adapter):
-        logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, _action_ids(engine, sample)),
+        logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, _action_ids(engine, sample, style)),
                                     device=engine.device)
         loss = policy_nll(logps)
         backward(loss)
@@ -92,36 +96,38 @@ def sft_step(engine: LocalEngine, sample: StepSample, adapter: str, backward: Ba
 
 def ib_step(
     engine: LocalEngine, sample: StepSample, previous_mean_field: str, backward: Backward, *, summaries: int, beta: float,
-    max_tokens: int, seed: int, mean_field_states: bool = False,
+    max_tokens: int, seed: int, mean_field_states: bool = False, style: str = "timeline",
     policy_adapter: str = "ib_policy", mean_field_adapter: str = "ib_mean_field",
 ) -> StepOutput:
     """IB-Tune on one transition: X = (m_{t-1}, states and actions of step t-1); J summaries
-    m_j ~ mu_phi(.|X) scored by how well they predict step t's real actions."""
+    m_j ~ mu_phi(.|X) scored by how well they predict step t's real actions. A summary's
+    log-probabilities are those of its raw sampled text; the policy sees it as simulation reads
+    it back (mfray.prompts.parse.mean_field_text)."""
     model, tok = engine.model, engine.tokenizer
-    x_prompt = mean_field_chat(sample.language, sample.topic, previous_mean_field,
-                               mean_field_comments(sample.previous, mean_field_states))
-    prior_prompt = mean_field_chat(sample.language, sample.topic, "", [])  # r sees no X
+    x_prompt = mean_field_prompt(style, sample.language, sample.topic, previous_mean_field,
+                                 mean_field_comments(sample.previous, mean_field_states))
+    prior_prompt = mean_field_prompt(style, sample.language, sample.topic, "", [])  # r sees no X
 
     # --- no gradient: sample J summaries from mu_phi itself (temperature 1, no truncation: the
     # score-function estimator needs samples from the distribution it differentiates).
     pure = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=max_tokens, seed=seed)
     gens = engine.generate_sync([x_prompt] * summaries, pure, adapter=mean_field_adapter)
-    texts = [g.text for g in gens]
     summary_ids = [
-        tok(t, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if g.finish_reason == "stop" else [])
-        for t, g in zip(texts, gens)
+        tok(g.text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if g.finish_reason == "stop" else [])
+        for g in gens
     ]
+    texts = [mean_field_text(style, sample.language, g.text, truncated=g.finish_reason == "length") for g in gens]
     if any(not ids for ids in summary_ids):
         raise RuntimeError(f"event {sample.event_id} step {sample.step}: a sampled summary has no tokens")
     with torch.no_grad(), model.disable_adapter():
         prior = per_sequence_mean(completion_logprobs(model, tok.pad_token_id, _pairs(engine, [prior_prompt] * summaries, summary_ids),
                                                       device=engine.device))
-    action_ids = _action_ids(engine, sample)
+    action_ids = _action_ids(engine, sample, style)
     action_logp = []
     with torch.no_grad():
         use_adapter(model, policy_adapter)
         for text in texts:
-            lps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, text), action_ids),
+            lps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, style, text), action_ids),
                                       device=engine.device)
             action_logp.append(token_mean(lps))
     action_logp = torch.stack(action_logp)
@@ -138,7 +144,7 @@ def ib_step(
 
     # --- gradient pass 2: the policy on the chosen summary.
     with gradient_pass(model, policy_adapter):
-        policy_logps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, texts[chosen]), action_ids),
+        policy_logps = completion_logprobs(model, tok.pad_token_id, _pairs(engine, _policy_prompts(sample, style, texts[chosen]), action_ids),
                                            device=engine.device)
         pi_loss = policy_nll(policy_logps)
         backward(pi_loss)

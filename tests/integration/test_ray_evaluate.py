@@ -100,8 +100,12 @@ def test_ray_stages_equal_single_process(data_dir, tmp_path, local_ray, tiny_mod
     assert math.isnan(nll_by_method["recent"]["nll_token"]) and nll_by_method["recent"]["nll_unscored"] == 46
     for name in ("kl.md", "kl.csv", "nll.md", "summary.md", "radar_kl.png"):
         assert (tmp_path / "ray" / name).is_file() and (tmp_path / "single" / name).is_file()
-    for name in ("nll.md", "kl.md", "summary.md", "realism.md", "realism.csv"):
+    for name in ("nll.md", "kl.md", "summary.md", "realism.md", "realism.csv", "noise_floor.csv"):
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "single" / name).read_text(), name
+    # The floor comes from the real rows of the annotated dataset (each agent once, 3 methods).
+    summary = (tmp_path / "ray" / "summary.md").read_text()
+    assert "## Annotator and noise floor" in summary and "Annotator: **offline-v1**" in summary
+    assert "- KL divergence (lower is better): mf " in summary and "#### twitter_unseen (432 posts" in summary
     kl = (tmp_path / "ray" / "kl.md").read_text()
     assert "| 2.2% ⚠ |" in kl and "max_failure_rate 2.0%: mf (2.2%)" in kl and "| 0.0% |" in kl
     assert len(list((tmp_path / "single" / "plots").glob("*.png"))) == 8

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 from mfray.data import Limits, Problem, load_events
 from mfray.data.validate import iter_event_files
 
 
 def test_all_shared_data_loads_without_problems(data_dir):
-    start = time.perf_counter()
     events, problems = load_events([data_dir / "weibo_rumdect", data_dir / "twitter_rumdect"])
-    elapsed = time.perf_counter() - start
     assert problems == []
     by_source = {s: [e for e in events if e.source == s] for s in ("weibo", "twitter")}
     assert len(by_source["weibo"]) == 11
@@ -23,7 +20,6 @@ def test_all_shared_data_loads_without_problems(data_dir):
     sizes = [1 + len(e.responses) for e in by_source["twitter"]]
     assert sum(sizes) == 371_365 and min(sizes) == 101 and max(sizes) == 15_236
     assert all(e.language == "zh" for e in by_source["weibo"])
-    assert elapsed < 30, f"loading all shared data took {elapsed:.1f}s"
 
 
 def test_problem_str():

@@ -132,6 +132,42 @@ def test_summary_and_nll_tables_carry_the_rates(tmp_path):
     assert {"simulated", "failed", "failure_rate"} <= set(raw)
 
 
+def test_summary_annotator_and_noise_floor_section(tmp_path):
+    # KL means over dimensions: mf 0.3, state 0.1 (every dimension row). Floor rows for two
+    # dimensions: KL (0.2 + 0.4) / 2 = 0.3, Wasserstein (0.1 + 0.3) / 2 = 0.2, macro-F1 (0.6 + 0.8) / 2 = 0.7.
+    rows = failure_rows({("e1", "mf", 0): (10, 0), ("e1", "state", 0): (10, 0)})
+    for r in rows:
+        r.update({"kl": 0.3 if r["method"] == "mf" else 0.1, "wasserstein": 0.5, "dtw": 0.1, "macro_f1": 0.4,
+                  "micro_f1": 0.4})
+    floor = [{"dimension": "rumor", "kl": 0.2, "wasserstein": 0.1, "macro_f1": 0.6, "events": 2},
+             {"dimension": "stance", "kl": 0.4, "wasserstein": 0.3, "macro_f1": 0.8, "events": 1}]
+    write_summary(rows, tmp_path, floor=floor, annotator="llm:m", agreement={})
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "## Annotator and noise floor" in summary and "Annotator: **llm:m**" in summary
+    assert "compare methods against it, not against 0" in summary and "half-size windows" in summary
+    assert "| rumor | 0.2000 | 0.1000 | 0.6000 | 2 |" in summary and "| stance | 0.4000 | 0.3000 | 0.8000 | 1 |" in summary
+    assert "| **mean** | **0.3000** | **0.2000** | **0.7000** | |" in summary
+    assert "- KL divergence (lower is better): mf 0.3000, state 0.1000; floor 0.3000" in summary
+    assert "- Wasserstein distance (lower is better): mf 0.5000, state 0.5000; floor 0.2000" in summary
+    assert "- Macro-F1 (higher is better): mf 0.4000, state 0.4000; floor 0.7000" in summary
+    assert "**Not measured**: llm:m" in summary and "- weibo_train: not measured: run `" in summary
+    with (tmp_path / "noise_floor.csv").open() as fh:
+        assert list(csv.DictReader(fh)) == [
+            {"dimension": "rumor", "kl": "0.2", "wasserstein": "0.1", "macro_f1": "0.6", "events": "2"},
+            {"dimension": "stance", "kl": "0.4", "wasserstein": "0.3", "macro_f1": "0.8", "events": "1"}]
+    write_summary(rows, tmp_path)  # no floor: no section, no stale CSV
+    assert not (tmp_path / "noise_floor.csv").exists()
+    assert "Annotator and noise floor" not in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_noise_seeds_config_field():
+    assert EvaluateConfig(trajectories="t").noise_seeds == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="noise_seeds is empty"):
+        EvaluateConfig(trajectories="t", noise_seeds=[])
+    with pytest.raises(ValueError, match="repeats a seed"):
+        EvaluateConfig(trajectories="t", noise_seeds=[1, 1])
+
+
 def test_max_failure_rate_is_a_checked_config_field():
     assert EvaluateConfig(trajectories="t").max_failure_rate == 0.05
     with pytest.raises(ValueError, match="max_failure_rate"):
@@ -159,6 +195,15 @@ def test_evaluate_reports_failure_rates_of_its_trajectories(tmp_path):
     assert (rows["state"]["simulated"], rows["state"]["failed"], rows["state"]["failure_rate"]) == (8, 0, 0.0)
     kl = (tmp_path / "out" / "kl.md").read_text(encoding="utf-8")
     assert "| 28.6% ⚠ |" in kl and "max_failure_rate 5.0%: mf (28.6%)" in kl
+    # The annotator and noise floor section: the floor of the real posts (3 windows of 4 posts: halves
+    # of 2) and the default annotator's recorded agreement (mfray/eval/gold/agreement.json).
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "## Annotator and noise floor" in summary and "Annotator: **offline-v1**" in summary
+    assert "- KL divergence (lower is better): mf " in summary and "#### twitter_unseen (432 posts" in summary
+    with (tmp_path / "out" / "noise_floor.csv").open() as fh:
+        floor = list(csv.DictReader(fh))
+    assert [r["dimension"] for r in floor] == list(DIMENSIONS) and all(r["events"] == "1" for r in floor)
+    assert all(math.isfinite(float(r[m])) for r in floor for m in ("kl", "wasserstein", "macro_f1"))
 
 
 # ---- realism in the report --------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from mfray.eval.metrics import EPS
 from mfray.eval.noise import (
     average_over_events,
+    evaluation_floor,
     halves_metrics,
     noise_floor,
     split_halves,
@@ -59,3 +60,21 @@ def test_average_over_events_counts_each_event_once():
 def test_lengths_must_match():
     with pytest.raises(ValueError):
         halves_metrics([0, 0], [{"rumor": "spread"}], 0, RUMOR)
+
+
+def test_evaluation_floor_hand_worked():
+    # e1: four "spread" posts in one window -> KL 0, W 0, F1 1 (any seed). e2: one "spread" and
+    # one "counter" in one window -> KL log((1+e)/e)/(1+2e) = L, W 1, F1 0 (as above). e3: one
+    # post per step, so no window has two posts -> NaN, left out of the means and of "events".
+    # Mean over e1, e2: KL L/2, W 0.5, F1 0.5, from 2 events.
+    posts = {
+        "e2": {6: (0, {"rumor": "counter"}), 5: (0, {"rumor": "spread"})},  # agent order does not matter
+        "e1": {j: (0, {"rumor": "spread"}) for j in range(4)},
+        "e3": {0: (0, {"rumor": "spread"}), 1: (1, {"rumor": "counter"})},
+    }
+    [row] = evaluation_floor(posts, seeds=[0, 1, 2], dimensions=RUMOR)
+    big_l = math.log((1 + EPS) / EPS) / (1 + 2 * EPS)
+    assert row == {"dimension": "rumor", "kl": pytest.approx(big_l / 2), "wasserstein": pytest.approx(0.5),
+                   "macro_f1": pytest.approx(0.5), "events": 2}
+    with pytest.raises(ValueError, match="no events"):
+        evaluation_floor({}, seeds=[0], dimensions=RUMOR)

@@ -214,6 +214,9 @@ def test_mean_field_check_aspects_and_meta():
         "template run: 1 stance are users mostly supportive"
     # 10 characters copied from the Chinese template ("用户主要是支持还是反对").
     assert mean_field_check("立场分布：用户主要是支持还是反对？反对。")["meta"].startswith("template run: ")
+    # A line of a timeline worked-example summary (another event's), copied, is a template run too.
+    copied = "Stance: most users repeat the claim; a few question it. Emotions: scared."
+    assert mean_field_check(copied)["meta"] == "template run: stance most users repeat the claim"
     # Five template words in a row are not a copy.
     assert mean_field_check("Stance: users mostly supportive, some opposed.")["meta"] is None
 

@@ -16,6 +16,12 @@ from mfray.sim.rollout import EventRollout
 from mfray.types import Event, Post, Profile
 
 
+def is_mean_field_prompt(prompt) -> bool:
+    """A mean-field prompt of either style: the chat instruction, or the timeline's open summary."""
+    text = prompt if isinstance(prompt, str) else prompt[0]["content"]
+    return "summarising" in text or text.endswith(("\nStance:", "\n立场："))
+
+
 class ScriptedLLM:
     """Answers policy prompts with 'sim<seed>' and mean-field prompts with 'MF<seed>-<prompt hash>'; can be
     told to fail (empty text) for chosen request numbers."""
@@ -25,7 +31,7 @@ class ScriptedLLM:
         self.fail_calls, self.fail_all = set(fail_calls), fail_all
 
     async def generate(self, prompts, sampling: SamplingParams, adapter=None):
-        kind = "mf" if "summarising" in prompts[0][0]["content"] else "policy"
+        kind = "mf" if is_mean_field_prompt(prompts[0]) else "policy"
         call = len(self.calls)
         self.calls.append((kind, len(prompts), sampling.seed))
         out = []
@@ -67,7 +73,7 @@ def test_steps_warmup_and_mean_field_in_force():
     assert all(not r.warmup and r.simulated_text.startswith("sim") for r in recs[8:])
     # m_0 is the empty string; step 1 acts under the summary of step 0, and so on.
     assert all(r.mean_field == "" for r in recs[:4])
-    assert len({r.mean_field for r in recs[4:8]}) == 1 and recs[4].mean_field.startswith("MF")
+    assert len({r.mean_field for r in recs[4:8]}) == 1 and "MF" in recs[4].mean_field
     assert recs[8].mean_field != recs[4].mean_field
     # Calls: mean field after steps 0..3 (not after the last), policy for steps 2..4.
     kinds = [k for k, _, _ in llm.calls]
@@ -201,3 +207,34 @@ def test_trajectory_schema_matches_records(tmp_path):
     recs = run(run_event(make_event(), ScriptedLLM(), cfg()))
     assert read_trajectory(write_trajectory(recs, tmp_path / "t.parquet")) == recs
     assert recs[0].topic == "real-1" and recs[0].language == "en"
+
+
+@pytest.mark.parametrize("style", ["chat", "timeline"])
+def test_prompt_style_shapes_prompts_and_reads_generations_back(style):
+    """chat: chat messages, the text kept as generated. timeline: raw strings ending with the
+    agent's profile (when known) and its open post line, recorded as sent; the post is the open line (a speaker label the model
+    repeats is dropped) and the mean field its aspect lines."""
+    from mfray.sim.trajectory import decode_prompt
+
+    rollout = EventRollout(make_event(), cfg(prompt_style=style, horizon=16), seed=0)
+    sent = []
+    while (req := rollout.next_request()) is not None:
+        if req.role == "policy":
+            sent += req.prompts
+            texts = ["\n@user: RT @a: b"] * len(req.prompts)
+        else:
+            texts = [" most users doubt it.\nEmotions: calm.\n\nStory: next"]
+        rollout.submit([Generation(text=t, prompt_tokens=1, completion_tokens=1, finish_reason="stop") for t in texts])
+    recs = rollout.drain()
+    simulated = [r for r in recs if not r.warmup]
+    assert [decode_prompt(r.policy_prompt) for r in simulated] == sent
+    if style == "chat":
+        assert all(isinstance(p, list) and p[0]["role"] == "user" for p in sent)
+        assert {r.simulated_text for r in simulated} == {"@user: RT @a: b"}
+        assert recs[-1].mean_field == "most users doubt it.\nEmotions: calm.\n\nStory: next"
+    else:
+        lines = [f"\nNext post by: {r.state_text}\n@user:" if r.state_text else "\n@user:" for r in simulated]
+        assert all(isinstance(p, str) and p.endswith(line) for p, line in zip(sent, lines))
+        assert any(r.state_text for r in simulated) and any(not r.state_text for r in simulated)
+        assert {r.simulated_text for r in simulated} == {"RT @a: b"}
+        assert recs[-1].mean_field == "Stance: most users doubt it.\nEmotions: calm."
