@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_commands(sub)
 
-    demo = sub.add_parser("demo", help="run MF-LLM on the bundled demo event with the default model")
+    demo = sub.add_parser("demo", help="run MF-LLM on the bundled demo event with the default model and the "
+                          "IB-Tune adapters shipped in mfray/adapters (`make adapters` retrains them)")
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
@@ -129,20 +130,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mfray.sim.config import RolloutConfig, SimulateConfig
+    from mfray.train.lora import SHIPPED_ADAPTERS
 
     # A short run that still shows the loop: 2 warm-up steps of real posts, then 4 simulated
-    # steps, each followed by a mean-field update.
+    # steps, each followed by a mean-field update; MF-LLM with its IB-Tune adapters (mf_ibtune).
     rollout = RolloutConfig(
-        method="mf", horizon=48, agents_per_step=8, sim_start=16,
-        policy={"max_new_tokens": 32}, mean_field={"temperature": 0.1, "max_new_tokens": 120, "first_line": False},
+        method="mf_ibtune", horizon=48, agents_per_step=8, sim_start=16,
+        policy={"max_new_tokens": 40}, mean_field={"temperature": 0.1, "max_new_tokens": 120, "first_line": False},
     )
+    adapters = {name: str(SHIPPED_ADAPTERS / name) for name in ("ib_policy", "ib_mean_field")}
     # overwrite: a demo folder left by another version (other prompts, model) is simply redone.
-    cfg = SimulateConfig(events=[], methods=["mf"], seeds=[args.seed], out=args.out, rollout=rollout, overwrite=True)
+    cfg = SimulateConfig(events=[], methods=["mf_ibtune"], seeds=[args.seed], out=args.out, rollout=rollout, overwrite=True,
+                         model={"adapters": adapters})
     from mfray.data import load_demo_event
 
     event = load_demo_event()
     print(f"demo event {event.event_id!r}: {len(event)} responses, language {event.language}")
-    print(f"topic: {event.topic_text}\n")
+    print(f"topic: {event.topic_text}")
+    print(f"method: mf_ibtune (MF-LLM, default model + IB-Tune adapters from {SHIPPED_ADAPTERS}; `make adapters` retrains them)\n")
     paths, errors = _simulate([event], cfg)
     if errors:
         return 1
@@ -155,7 +160,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for r in simulated[:8]:
         print(f"  agent {r.agent_index:>3}  real: {_short(r.real_text)}")
         print(f"             sim:  {_short(r.simulated_text) if not r.failed else '<generation failed>'}")
-    print(f"\nmean field in force at the last step:\n  {_short(records[-1].mean_field, 600)}")
+    print("\nmean field in force at the last step:")
+    for line in (records[-1].mean_field or "-").splitlines():
+        print(f"  {_short(line, 200)}")
     return 0
 
 

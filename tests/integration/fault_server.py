@@ -1,6 +1,7 @@
 """A fault-injecting OpenAI-compatible chat server on 127.0.0.1, for testing failure accounting.
 
-It stands behind the project's own endpoint interface (an OpenAI-compatible /v1/chat/completions)
+It stands behind the project's own endpoint interface (OpenAI-compatible /v1/chat/completions, and
+/v1/completions for raw-string prompts)
 and never claims a capability: every successful answer is a canned text naming its request. What
 it injects is a deterministic function of the request body, so a test knows exactly what the
 client had to survive:
@@ -42,7 +43,7 @@ class FaultPlan:
 
     def fate(self, body: dict) -> tuple[str | None, str]:
         """(fault kind or None, canned answer) for this attempt of `body`."""
-        messages = json.dumps(body.get("messages"), sort_keys=True)
+        messages = json.dumps(body.get("messages", body.get("prompt")), sort_keys=True)  # chat or raw prompt
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         whole = int(key[:8], 16)
         with self._lock:
@@ -66,6 +67,13 @@ def fault_app(plan: FaultPlan) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
+        return await answer_or_fault(request, chat=True)
+
+    @app.post("/v1/completions")  # raw-string prompts (the timeline prompt style)
+    async def completions(request: Request) -> Response:
+        return await answer_or_fault(request, chat=False)
+
+    async def answer_or_fault(request: Request, chat: bool) -> Response:
         body = json.loads(await request.body())
         kind, answer = plan.fate(body)
         if kind == "500":
@@ -80,10 +88,11 @@ def fault_app(plan: FaultPlan) -> FastAPI:
         if kind == "stall":
             await asyncio.sleep(plan.stall_s)
             return JSONResponse({"error": {"message": "too late"}}, status_code=500)
+        choice = ({"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"} if chat
+                  else {"index": 0, "text": answer, "finish_reason": "stop"})
         return JSONResponse({
-            "id": "x", "object": "chat.completion", "created": 0, "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            "id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0, "model": body.get("model"),
+            "choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
         })
 
     return app

@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a p
 def test_sweep_survives_injected_faults_and_counts_them(local_ray, data_dir, tmp_path):
     from jobs.simulate_sweep import main
 
-    plan = FaultPlan(doom_every=3, stall_s=3.0, retry_after_s=1)
+    plan = FaultPlan(doom_every=3, stall_s=5.0, retry_after_s=1)  # a stall outlasts the timeout below
     out = tmp_path / "out"
     with ServerThread(fault_app(plan)) as server:
         cfg = SweepConfig.model_validate({
             "events": [str(data_dir / "twitter_rumdect/E102.json"), str(data_dir / "twitter_rumdect/E104.json")],
             "methods": ["state", "mf"], "out": str(out), "actors": 2, "actor_num_cpus": 0.5, "events_per_call": 2,
             "llm": "endpoint", "progress_every_s": 0,
-            "endpoint": {"base_url": server.base_url, "model": "stand-in", "timeout_s": 1.0, "max_retries": 3,
+            "endpoint": {"base_url": server.base_url, "model": "stand-in", "timeout_s": 2.5, "max_retries": 3,
                          "backoff_s": 0.05, "max_concurrency": 16},
             "rollout": {"horizon": 32, "agents_per_step": 8, "sim_start": 8, "retries": 2},
         })
