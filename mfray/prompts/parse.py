@@ -8,7 +8,8 @@ generation: the rollout retries it and then counts it as a failure (never replac
 - "timeline" policy: the model continues an open "@user:" line, so the post is that line. If the
   model first ended the line and wrote the next timeline line, that line's own speaker label
   ("@user:", "@user (...):", "@用户：") is dropped: it is the template's, not the user's. A line
-  of the template itself (a new "Story:" header, a context label) is no post.
+  of the template itself (a new "Story:" header, a context label) is no post, nor is a line that
+  opens with a mean-field aspect label ("Stance: ...", "立场：..."), the mean field's format leaking.
 - "timeline" mean field: the prompt ends with the first aspect's label, so the summary is that
   label plus the continuation, kept while each non-blank line is "<aspect>: <text>" for an
   aspect of MEAN_FIELD_ASPECTS (any case) not seen before; an aspect with no text is left out;
@@ -33,6 +34,10 @@ _TEMPLATE_LINE = re.compile(
     r"^Posts on Twitter\b|^(?:话题|最新消息|目前用户的反应|之前用户的反应|用户的反应|群体态度分布|下一条的态度|下一条的作者)\s*[:：]|"
     r"^微博上的帖子", re.I)
 _ASPECT_LINE = re.compile(r"^([^:：]{1,20})\s*[:：]\s*(.*)$")
+# A line opening with a mean-field aspect label ("Stance: ...", "立场：...") is the mean field's
+# format leaking into a post (the policy prompt shows the mean field): no post either.
+_ASPECT_LABEL = re.compile(
+    "^(?:" + "|".join(a for labels in MEAN_FIELD_ASPECTS.values() for a in labels) + r")\s*[:：]", re.I)
 
 
 def post_text(style: str, text: str) -> str:
@@ -42,7 +47,7 @@ def post_text(style: str, text: str) -> str:
         return text.strip()
     for line in text.splitlines():
         line = _SPEAKER.sub("", line.strip(), count=1).strip()
-        if line and not _TEMPLATE_LINE.match(line):
+        if line and not _TEMPLATE_LINE.match(line) and not _ASPECT_LABEL.match(line):
             return line
     return ""
 

@@ -157,6 +157,9 @@ def test_chat_style_is_the_chat_prompt_and_an_unknown_style_is_refused():
     ("话题：【别的】", ""),
     ("Next post by: A user from X.", ""),                         # the agent's profile line, copied
     ("下一条的作者：一位来自北京的用户", ""),
+    ("Stance: how users have reacted so far: #news", ""),         # the mean field's format leaking
+    ("立场：多数用户只是转发", ""),
+    ("My stance: it is fake", "My stance: it is fake"),           # a label inside a post is fine
     ("   ", ""),
 ])
 def test_timeline_post_is_the_open_line(generation, post):
