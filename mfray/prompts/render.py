@@ -85,39 +85,6 @@ def prompt_hash(prompt: list[ChatMessage] | str) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def policy_chat(
-    language: str,
-    topic: str,
-    state: str,
-    mean_field: str = "",
-    signal: str | None = None,
-    recent: list[str] | None = None,
-    popular: list[str] | None = None,
-    latent_state: str | None = None,
-    latent_distribution: str | None = None,
-) -> list[ChatMessage]:
-    """The policy prompt pi(. | topic, s_i, context). Simulation and training both call this, so
-    the model is trained on exactly the prompts it is later simulated with."""
-    return render_chat(
-        "policy",
-        language,
-        topic=topic,
-        mean_field=mean_field,
-        signal=signal,
-        recent=recent or [],
-        popular=popular or [],
-        latent_state=latent_state,
-        latent_distribution=latent_distribution,
-        state=state,
-    )
-
-
-def mean_field_chat(language: str, topic: str, previous: str, comments: list[dict], signal: str | None = None) -> list[ChatMessage]:
-    """The mean-field prompt mu(. | topic, m_t, step actions); `comments` are {"text", "state"}
-    dicts (state "" when the mean field is not shown the authors' states)."""
-    return render_chat("mean_field", language, topic=topic, previous=previous, signal=signal, comments=comments)
-
-
 def policy_prompt(
     style: str,
     language: str,
@@ -130,13 +97,16 @@ def policy_prompt(
     latent_state: str | None = None,
     latent_distribution: str | None = None,
 ) -> Prompt:
-    """The policy prompt in `style` (PROMPT_STYLES): "chat" is `policy_chat`; "timeline" is a raw
-    string ending with the agent's open post line, with the same context (recent and popular
-    posts become the story's latest timeline lines)."""
-    if style == "chat":
-        return policy_chat(language, topic, state, mean_field=mean_field, signal=signal, recent=recent, popular=popular,
-                           latent_state=latent_state, latent_distribution=latent_distribution)
+    """The policy prompt pi(. | topic, s_i, context) in `style` (PROMPT_STYLES): "chat" renders
+    policy.jinja as one user message; "timeline" renders policy_timeline.jinja as a raw string
+    ending with the agent's open post line (texts on one line each; recent and popular posts
+    become the story's latest timeline lines). Simulation and training both call this, so the
+    model is trained on exactly the prompts it is later simulated with."""
     _check_style(style)
+    if style == "chat":
+        return render_chat("policy", language, topic=topic, mean_field=mean_field, signal=signal, recent=recent or [],
+                           popular=popular or [], latent_state=latent_state, latent_distribution=latent_distribution,
+                           state=state)
     return render_text(
         "policy_timeline",
         language,
@@ -154,11 +124,13 @@ def policy_prompt(
 
 def mean_field_prompt(style: str, language: str, topic: str, previous: str, comments: list[dict],
                       signal: str | None = None) -> Prompt:
-    """The mean-field prompt in `style`: "chat" is `mean_field_chat`; "timeline" is a raw string
-    ending with the open summary (read the generation back with mfray.prompts.parse.mean_field_text)."""
-    if style == "chat":
-        return mean_field_chat(language, topic, previous, comments, signal=signal)
+    """The mean-field prompt mu(. | topic, m_t, step actions) in `style`; `comments` are {"text",
+    "state"} dicts (state "" when the mean field is not shown the authors' states). "timeline" is
+    a raw string ending with the open summary (read the generation back with
+    mfray.prompts.parse.mean_field_text)."""
     _check_style(style)
+    if style == "chat":
+        return render_chat("mean_field", language, topic=topic, previous=previous, signal=signal, comments=comments)
     return render_text(
         "mean_field_timeline",
         language,

@@ -8,7 +8,7 @@ import torch
 
 from mfray.llm.local import LocalEngine
 from mfray.llm.scoring import completion_logprobs
-from mfray.prompts.render import mean_field_chat
+from mfray.prompts.render import mean_field_prompt
 from mfray.train.config import LoraSettings, TrainConfig
 from mfray.train.loop import build_model
 from mfray.train.losses import ib_rewards, leave_one_out_advantages, per_sequence_mean, score_function_loss
@@ -105,7 +105,7 @@ def test_score_function_update_raises_the_better_summary(tiny_model_dir):
     mean-field adapter must raise its log-likelihood relative to the other."""
     engine = make_engine(tiny_model_dir)
     model, tok = engine.model, engine.tokenizer
-    x = mean_field_chat("en", SAMPLE.topic, "", [{"text": a.text, "state": ""} for a in SAMPLE.previous])
+    x = mean_field_prompt("chat", "en", SAMPLE.topic, "", [{"text": a.text, "state": ""} for a in SAMPLE.previous])
     summaries = [" ".join(a.text for a in SAMPLE.current), "zebra quantum marmalade"]
     ids = [tok(s, add_special_tokens=False)["input_ids"] for s in summaries]
     pairs = [(engine.encode(x), i) for i in ids]

@@ -139,11 +139,15 @@ def test_timeline_examples_are_the_posts_of_the_files_they_name(language):
 
 
 def test_chat_style_is_the_chat_prompt_and_an_unknown_style_is_refused():
-    from mfray.prompts.render import mean_field_chat, mean_field_prompt, policy_chat, policy_prompt
+    from mfray.prompts.render import mean_field_prompt, policy_prompt
 
-    assert policy_prompt("chat", "en", "t", "s", mean_field="m") == policy_chat("en", "t", "s", mean_field="m")
-    assert mean_field_prompt("chat", "zh", "t", "", [{"text": "x", "state": ""}]) == mean_field_chat(
-        "zh", "t", "", [{"text": "x", "state": ""}])
+    policy_vars = dict(topic="t", mean_field="m", signal=None, recent=[], popular=[], latent_state=None,
+                       latent_distribution=None, state="s")
+    assert policy_prompt("chat", "en", "t", "s", mean_field="m") == [
+        {"role": "user", "content": render_text("policy", "en", **policy_vars)}]
+    comments = [{"text": "x", "state": ""}]
+    assert mean_field_prompt("chat", "zh", "t", "", comments) == [
+        {"role": "user", "content": render_text("mean_field", "zh", topic="t", previous="", signal=None, comments=comments)}]
     with pytest.raises(ValueError, match="unknown prompt style 'json'"):
         policy_prompt("json", "en", "t", "")
 
