@@ -44,8 +44,10 @@ def data_root() -> Path:
 
 
 def event_files(trajectories: Path) -> dict[str, Path]:
-    """{event id: data file} for the events of a trajectory folder (from the file names)."""
-    ids = sorted({p.name.split("__")[0] for p in trajectories.glob("*__*__s*.parquet")})
+    """{event id: data file} for the events of a simulation output folder's runs."""
+    from mfray.sim.store import published_runs
+
+    ids = sorted({r.meta["event_id"] for r in published_runs(trajectories).values()})
     root = data_root()
     out = {}
     for event in ids:

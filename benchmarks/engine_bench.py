@@ -35,7 +35,7 @@ def main() -> None:
     print(f"load: {time.perf_counter() - began:.1f} s (converted copy cached), peak RSS {rss_gib():.2f} GiB")
     engine.generate_sync(prompts(2), SamplingParams(max_new_tokens=4, seed=0))  # warm-up
 
-    print(f"\n| batch | mode | new tokens | seconds | tokens/s | ratio to batch 1 |")
+    print("\n| batch | mode | new tokens | seconds | tokens/s | ratio to batch 1 |")
     print("|---|---|---|---|---|---|")
     base = {}
     for mode, sp in [("greedy", SamplingParams(temperature=0, max_new_tokens=args.new_tokens)),

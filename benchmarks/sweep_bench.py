@@ -1,7 +1,6 @@
 """The Ray sweep against a faithful reference loop and the engine's saturated speed, in one run.
 
     .venv/bin/python benchmarks/sweep_bench.py                 # throughput: saturated, reference, sweep
-    .venv/bin/python benchmarks/sweep_bench.py --scale 1000    # 1,000 short runs: completes? peak memory?
 
 Throughput (default model, one process for (b) and (a), then a local Ray for the sweep):
 - saturated: one large generate call of policy prompts on the in-process engine, no
@@ -16,10 +15,8 @@ Throughput (default model, one process for (b) and (a), then a local Ray for the
   nice-0 process). Its Serve deployment is started before the clock starts.
 Generated tokens count policy and mean-field completions (the engine's / the runs' accounting).
 
-Scale: `--scale N` runs N (event, seed) rollouts of a very short horizon (one warm-up step, one
-simulated step of a few agents) on Twitter events through two rollout actors with hundreds of runs
-in flight each, served by a tiny random model (the point is the orchestration's memory, not the
-model's), and samples the RSS of every Ray process of this session.
+The orchestration's own ceiling and memory at 10,000 runs, with the model taken out:
+benchmarks/orchestration_bench.py.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -177,77 +173,6 @@ def throughput(args) -> dict:
     return out
 
 
-# ---- scale ----------------------------------------------------------------------------------------
-class RssSampler(threading.Thread):
-    """Samples the RSS of this process's descendants (the local Ray: GCS, raylet, workers)."""
-
-    def __init__(self, every_s: float = 0.5):
-        super().__init__(daemon=True)
-        self.every_s, self.stop = every_s, threading.Event()
-        self.peak_total = 0
-        self.actor_init: dict[int, int] = {}  # pid -> largest RSS while still in __init__
-        self.actor_peak: dict[int, int] = {}
-
-    def run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self.stop.is_set():
-            total = 0
-            for proc in me.children(recursive=True):
-                try:
-                    rss, title = proc.memory_info().rss, " ".join(proc.cmdline())
-                except psutil.Error:
-                    continue
-                total += rss
-                if "MapBatches(RolloutActor)" in title:
-                    if title.endswith("__init__") or ".__init__" in title:
-                        self.actor_init[proc.pid] = max(self.actor_init.get(proc.pid, 0), rss)
-                    self.actor_peak[proc.pid] = max(self.actor_peak.get(proc.pid, 0), rss)
-            self.peak_total = max(self.peak_total, total)
-            time.sleep(self.every_s)
-
-
-def scale(args) -> dict:
-    from jobs.simulate_sweep import run_sweep, start
-    from mfray.llm.models import build_tiny_model, resolve_model_dir
-    from mfray.ray.sweep import SweepConfig
-
-    seeds = 4
-    files = event_files(-(-args.scale // seeds))
-    tiny = Path(args.out) / "tiny"
-    if not (tiny / "config.json").exists():
-        build_tiny_model(resolve_model_dir("default"), tiny)
-    run_out = Path(args.out) / "scale_trajectories"
-    shutil.rmtree(run_out, ignore_errors=True)
-    concurrency = args.scale_in_flight
-    cfg = SweepConfig.model_validate({
-        "events": files, "methods": ["state"], "seeds": list(range(seeds)), "out": str(run_out), "llm": "serve",
-        "model": {"path": str(tiny)}, "actors": 2, "actor_num_cpus": 0.5, "concurrency": concurrency,
-        "events_per_call": 16, "progress_every_s": 30,
-        "rollout": {"method": "state", "horizon": 8, "agents_per_step": 4, "sim_start": 4, "policy": {"max_new_tokens": 4}}})
-    ray = start_ray()
-    start(cfg)
-    sampler = RssSampler()
-    sampler.start()
-    began = time.perf_counter()
-    rows = run_sweep(cfg)
-    elapsed = time.perf_counter() - began
-    sampler.stop.set()
-    sampler.join()
-    ray.shutdown()
-    done = sum(r["status"] == "done" for r in rows)
-    written = len(list(run_out.glob("*__s*.parquet")))
-    growth = [sampler.actor_peak[p] - sampler.actor_init.get(p, sampler.actor_peak[p]) for p in sampler.actor_peak]
-    gib = 2**30
-    return {"runs": len(rows), "done": done, "trajectories": written, "seconds": elapsed, "load": load(),
-            "in_flight_per_actor": concurrency, "actors": 2,
-            "peak_rss_ray_processes_gib": sampler.peak_total / gib,
-            "actor_rss_after_init_gib": [v / gib for v in sampler.actor_init.values()],
-            "actor_peak_rss_gib": [v / gib for v in sampler.actor_peak.values()],
-            "mib_per_in_flight_run": [g / 2**20 / concurrency for g in growth]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=8)
@@ -258,14 +183,11 @@ def main() -> None:
     parser.add_argument("--mf-tokens", type=int, default=64)
     parser.add_argument("--saturated-prompts", type=int, default=64)
     parser.add_argument("--events-per-call", type=int, default=2)
-    parser.add_argument("--scale", type=int, default=0, help="run the scale test with this many runs instead")
-    parser.add_argument("--scale-in-flight", type=int, default=256, help="runs in flight per actor in the scale test")
     parser.add_argument("--out", default="runs/sweep_bench")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    result = scale(args) if args.scale else throughput(args)
-    name = "scale.json" if args.scale else "throughput.json"
-    (Path(args.out) / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    result = throughput(args)
+    (Path(args.out) / "throughput.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps(result, indent=2))
 
 

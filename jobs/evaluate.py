@@ -15,7 +15,6 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import ray
 
 from mfray.config import load_config
@@ -24,20 +23,17 @@ from mfray.eval.config import EvaluateConfig
 from mfray.eval.evaluate import METRICS, TRAJECTORY_METRICS
 from mfray.eval.inputs import evaluable_runs, write_incomplete
 from mfray.eval.report import write_summary
+from mfray.sim.store import PublishedRun
 from mfray.ray.eval_stages import (
     FLOOR_COLUMNS, TRAJECTORY_COLUMNS, AnnotateStage, NLLStage, driver_floor, driver_realism, explode_sides,
     metrics_for_trajectory,
 )
 
 
-def read_trajectories(files: list[str]) -> ray.data.Dataset:
-    """TRAJECTORY_COLUMNS of every file; files written before the policy_prompt column are read
-    without it (explode_sides fills it with None, so their NLL is reported missing)."""
-    with_prompt = [f for f in files if "policy_prompt" in pq.read_schema(f).names]
-    without = [f for f in files if f not in with_prompt]
-    parts = [ray.data.read_parquet(group, columns=[c for c in TRAJECTORY_COLUMNS if group is with_prompt or c != "policy_prompt"])
-             for group in (with_prompt, without) if group]
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+def read_trajectories(runs: list[PublishedRun]) -> ray.data.Dataset:
+    """TRAJECTORY_COLUMNS of the part files holding `runs` (every run of a part is complete and
+    evaluated: mfray.eval.inputs.evaluable_runs reads the same dataset)."""
+    return ray.data.read_parquet(sorted({str(r.part) for r in runs}), columns=list(TRAJECTORY_COLUMNS), partitioning=None)
 
 
 def main(
@@ -53,10 +49,9 @@ def main(
     if have < need:
         raise ValueError(f"the Ray cluster has {have:g} CPUs but the actor pools plus one task CPU need {need:g}: "
                          f"lower --annotator-actors/--nll-actors, pass --nll-cpus 0 (or --nll-gpus 1), or add CPUs")
-    complete, incomplete = evaluable_runs(cfg.trajectories)
-    files = [str(p) for p in complete]
+    runs, incomplete = evaluable_runs(cfg.trajectories)
     write_incomplete(incomplete, cfg.out)
-    texts = read_trajectories(files).map_batches(
+    texts = read_trajectories(runs).map_batches(
         partial(explode_sides, eval_start=cfg.eval_start, eval_end=cfg.eval_end), batch_format="pandas")
     if cfg.nll_model is not None:
         texts = texts.map_batches(
@@ -73,7 +68,7 @@ def main(
     # A block whose values are all NaN comes back as None (Arrow stores NaN as null): make them NaN again.
     frame = frame.astype({c: float for c in (*METRICS, *TRAJECTORY_METRICS, "failure_rate") if c in frame})
     rows = sorted(frame.to_dict("records"), key=lambda r: (r["event_id"], r["method"], r["seed"]))
-    realism = driver_realism(files, cfg) if cfg.realism else None
+    realism = driver_realism(runs, cfg) if cfg.realism else None
     floor, annotator = driver_floor(labelled.select_columns(list(FLOOR_COLUMNS)).to_pandas(), cfg.noise_seeds)
     write_summary(rows, Path(cfg.out), cfg.max_failure_rate, realism, floor, annotator,
                   annotator_agreement(annotator) if annotator else None)

@@ -3,8 +3,9 @@
     ray job submit --working-dir . --runtime-env runtime_env.yaml -- \
         python jobs/simulate_sweep.py --config jobs/configs/simulate_sweep_test.yaml
 
-Grid of event files x methods x seeds -> Ray Data actor pool of rollout actors -> one Parquet
-trajectory per run under `out`, plus sweep_log.jsonl (every summary row, appended as batches
+Grid of event files x methods x seeds -> Ray Data actor pool of rollout actors -> finished runs
+published, a part file per actor call and method, into the Parquet dataset `out`/trajectories
+(mfray.sim.store; pyarrow and Ray Data read it as one table), plus sweep_log.jsonl (every summary row, appended as batches
 finish) and sweep_summary.csv (the merged view over all attempts). Rerunning skips finished runs
 made under the same config and refuses runs made under another (--set overwrite=true redoes
 them); a killed actor is restarted and its runs resume from their last checkpoint.

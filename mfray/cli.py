@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     adapters.set_defaults(func=cmd_init_adapters)
 
     serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server over the local engine")
-    serve.add_argument("--model", default="default", help="'default', a .gguf file or a HF directory")
-    serve.add_argument("--name", default="mfray-default", help="model name clients send")
+    serve.add_argument("--model", default="default",
+                       help="'default', a .gguf file or a HF directory; 'standin' answers canned text at once "
+                            "(for measuring orchestration, never a simulation result)")
+    serve.add_argument("--name", help="model name clients send (default: mfray-default; standin for --model standin)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-queue", type=_positive_int, default=256, metavar="N",
@@ -148,14 +150,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo event {event.event_id!r}: {len(event)} responses, language {event.language}")
     print(f"topic: {event.topic_text}")
     print(f"method: mf_ibtune (MF-LLM, default model + IB-Tune adapters from {SHIPPED_ADAPTERS}; `make adapters` retrains them)\n")
-    paths, errors = _simulate([event], cfg)
-    if errors:
+    if _simulate([event], cfg):
         return 1
-    from mfray.sim.trajectory import read_trajectory
+    from mfray.sim.store import published_runs, read_runs
+    from mfray.sim.trajectory import run_name
 
-    records = read_trajectory(paths[0])
+    run = published_runs(cfg.out)[run_name(event.event_id, "mf_ibtune", args.seed)]
+    records = next(read_runs([run]))[1]
     simulated = [r for r in records if not r.warmup]
-    print(f"\ntrajectory: {paths[0]} ({len(records)} agents, {len(simulated)} simulated)")
+    print(f"\ntrajectory: {run.part} ({len(records)} agents, {len(simulated)} simulated)")
     print("\nreal vs simulated posts (first simulated step):")
     for r in simulated[:8]:
         print(f"  agent {r.agent_index:>3}  real: {_short(r.real_text)}")
@@ -197,18 +200,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not events:
         print("mfray simulate: no valid event to simulate", file=sys.stderr)
         return 1
-    _, errors = _simulate(events, cfg)
+    errors = _simulate(events, cfg)
     return 1 if problems or errors else 0
 
 
-def _simulate(events, cfg) -> tuple[list[Path], int]:
-    """Run every (event, method, seed) not already on disk; return the trajectory paths and the
-    number of runs that ended in an error (each printed)."""
+def _simulate(events, cfg) -> int:
+    """Run every (event, method, seed) not already in cfg.out's dataset (mfray.sim.store); return
+    the number of runs that ended in an error (each printed)."""
     from tqdm import tqdm
 
     from mfray.llm import build_llm
-    from mfray.sim.checkpoint import IdentityMismatch, RunFiles, refuse_mixing, run_events, run_metadata, run_is_done
+    from mfray.sim.checkpoint import IdentityMismatch, finished_run, refuse_mixing, run_events, run_metadata
     from mfray.sim.identity import config_identity
+    from mfray.sim.store import RunFiles, dataset_root
 
     if cfg.endpoint is None:  # a remote server knows its own adapters; the local engine must be told
         for method in cfg.methods:
@@ -225,14 +229,13 @@ def _simulate(events, cfg) -> tuple[list[Path], int]:
         except IdentityMismatch as err:
             raise SystemExit(f"mfray simulate: {err}") from None
     runs = [(m, s) for m in cfg.methods for s in cfg.seeds]
-    todo = [(m, s, [e for e in events if not run_is_done(RunFiles.of(cfg.out, e.event_id, m, s),
-                                                         run_metadata(identities[m], e, m, s, complete=True))])
+    todo = [(m, s, [e for e in events if finished_run(cfg.out, RunFiles.of(cfg.out, e.event_id, m, s),
+                                                      run_metadata(identities[m], e, m, s, complete=True)) is None])
             for m, s in runs]
     total = sum(len(evs) for _, _, evs in todo) * cfg.rollout.horizon
-    paths = [RunFiles.of(cfg.out, e.event_id, m, s).final for m, s in runs for e in events]
     if total == 0:
-        print(f"all {len(paths)} trajectories already in {cfg.out}; nothing to do")
-        return paths, 0
+        print(f"all {len(runs) * len(events)} trajectories already in {dataset_root(cfg.out)}; nothing to do")
+        return 0
     began = time.perf_counter()
     llm = build_llm(cfg.model, cfg.endpoint)
     print(f"model ready in {time.perf_counter() - began:.1f}s")
@@ -249,8 +252,8 @@ def _simulate(events, cfg) -> tuple[list[Path], int]:
                 elif res.stats is not None:
                     failures += res.stats.failures
     print(f"done in {time.perf_counter() - began:.0f}s; {failures} failed generations, {errors} runs ended in "
-          f"an error; output in {cfg.out}")
-    return paths, errors
+          f"an error; trajectories in {dataset_root(cfg.out)} (a Parquet dataset: pyarrow.dataset or ray.data.read_parquet)")
+    return errors
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -316,7 +319,7 @@ def cmd_init_adapters(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from mfray.llm.local import LocalEngine
+    from mfray.llm import load_engine
     from mfray.llm.server import build_app, is_loopback, serve
 
     api_key = None
@@ -330,9 +333,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A warning, not a refusal: a trusted private network or a firewall may make it safe.
         print(f"mfray serve: WARNING: listening on {args.host} with no API key: anyone who can reach port "
               f"{args.port} can use the model; pass --api-key-env NAME, or bind 127.0.0.1", file=sys.stderr)
-    engine = LocalEngine.load(args.model)
+    engine = load_engine(args.model)
+    name = args.name or ("standin" if args.model == "standin" else "mfray-default")
     max_prompt_tokens = args.max_prompt_tokens or _context_length(engine)
-    app = build_app(engine, args.name, max_queue=args.max_queue, max_prompt_tokens=max_prompt_tokens,
+    app = build_app(engine, name, max_queue=args.max_queue, max_prompt_tokens=max_prompt_tokens,
                     max_request_tokens=args.max_request_tokens, api_key=api_key)
     auth = f"bearer key from ${args.api_key_env}" if api_key else "none"
     print(f"limits: queue {args.max_queue} prompts, prompt {max_prompt_tokens} tokens, "
@@ -350,7 +354,8 @@ def _positive_int(text: str) -> int:
 
 def _context_length(engine, fallback: int = 4096) -> int:
     """The model's context length (its position embeddings), or `fallback` for a config without one."""
-    return int(getattr(engine.model.config, "max_position_embeddings", None) or fallback)
+    config = getattr(getattr(engine, "model", None), "config", None)  # the stand-in has no model
+    return int(getattr(config, "max_position_embeddings", None) or fallback)
 
 
 def _drop_none(tree: dict) -> dict:

@@ -62,8 +62,9 @@ class RunBusy(RuntimeError):
 
 
 @contextmanager
-def run_lock(path: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on `path` (a `.lock` file) or raise RunBusy at once.
+def run_lock(path: str | Path, wait: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on `path` (a `.lock` file) or raise RunBusy at once (`wait`: block
+    until the holder lets go instead).
 
     flock, not an exclusive create: the kernel drops the lock when its holder dies (a killed
     actor never leaves a stale lock behind). The lock file may be removed by its holder once
@@ -74,7 +75,7 @@ def run_lock(path: str | Path) -> Iterator[Path]:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES):

@@ -1,4 +1,5 @@
-"""Which trajectory files an evaluation reads: complete runs only, never pooled across configs.
+"""Which runs an evaluation reads: complete runs of the output folder's dataset only
+(mfray.sim.store), never pooled across configs, never a stand-in's canned text.
 
 Shared by `mfray evaluate` and the Ray evaluation job so both count exactly the same runs.
 """
@@ -7,38 +8,53 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mfray.llm.standin import STANDIN_PATH
+from mfray.sim.checkpoint import refuse_legacy
 from mfray.sim.identity import differing_parts
-from mfray.sim.trajectory import list_runs, run_meta
+from mfray.sim.store import PublishedRun, published_runs, work_runs
 
 INCOMPLETE_NAME = "incomplete_runs.txt"
 
 
-def evaluable_runs(folder: str | Path) -> tuple[list[Path], list[str]]:
-    """(complete trajectory files, names of incomplete runs) in `folder`.
+def evaluable_runs(folder: str | Path) -> tuple[list[PublishedRun], list[str]]:
+    """(complete runs, sorted by name; names of runs not in the dataset) of the output folder.
 
-    Checkpoints of killed, failed or running runs are never read. Raises FileNotFoundError when
-    no run is complete, and ValueError when runs of one method were made under different
-    identities (config, model, adapters, mfray version), naming a file of each and what differs:
-    pooling them would average different experiments. Files written before mfray recorded
-    identities count as one "unrecorded" identity."""
-    complete, incomplete = list_runs(folder)
+    Runs in progress (running, killed, failed) and finished runs not yet published are never
+    read. Raises FileNotFoundError when no run is complete; ValueError when runs of one method
+    were made under different identities (config, model, adapters, mfray version), naming a run
+    of each and what differs (pooling them would average different experiments), or when runs
+    were made by the stand-in LLM (mfray.llm.standin: canned text, bookkeeping only)."""
+    try:
+        refuse_legacy(folder)
+    except RuntimeError as err:
+        raise ValueError(str(err)) from None
+    complete = sorted(published_runs(folder).values(), key=lambda r: r.name)
+    finished, in_progress = work_runs(folder)
+    incomplete = sorted(in_progress + [p.name[: -len(".parquet")] for p in finished])
     if not complete:
         more = f" ({len(incomplete)} incomplete runs: {', '.join(incomplete[:5])})" if incomplete else ""
         raise FileNotFoundError(f"no complete trajectory in {folder}{more}; run mfray simulate --out there")
-    by_method: dict[str, dict[str, tuple[Path, dict | None]]] = {}
-    for path in complete:
-        meta = run_meta(path)
-        method = meta["method"] if meta else _method_in_file(path)
-        by_method.setdefault(method, {}).setdefault(meta["identity"] if meta else "unrecorded", (path, meta))
+    standin = [r.name for r in complete if _made_by_standin(r.meta)]
+    if standin:
+        raise ValueError(f"{len(standin)} runs in {folder} were made by the stand-in LLM (e.g. {standin[0]}): its canned "
+                         "text measures orchestration, never fidelity; simulate with a real model to evaluate")
+    by_method: dict[str, dict[str, PublishedRun]] = {}
+    for run in complete:
+        by_method.setdefault(run.method, {}).setdefault(run.meta.get("identity"), run)
     for method, found in sorted(by_method.items()):
         if len(found) > 1:
-            (path_a, meta_a), (path_b, meta_b) = list(found.values())[:2]
-            diff = differing_parts((meta_a or {}).get("parts") or {}, (meta_b or {}).get("parts") or {})
+            a, b = list(found.values())[:2]
+            diff = differing_parts(a.meta.get("parts") or {}, b.meta.get("parts") or {})
             raise ValueError(
-                f"method {method} has runs made under {len(found)} different configs in {folder}, e.g. {path_a.name} "
-                f"and {path_b.name} (differ in: {', '.join(diff) or 'identity recorded on one only'}); "
+                f"method {method} has runs made under {len(found)} different configs in {folder}, e.g. {a.name} "
+                f"and {b.name} (differ in: {', '.join(diff) or 'identity digest'}); "
                 "evaluate each config's runs from its own folder")
     return complete, incomplete
+
+
+def _made_by_standin(meta: dict) -> bool:
+    backend = (meta.get("parts") or {}).get("backend") or {}
+    return STANDIN_PATH in (backend.get("weights"), backend.get("model"))
 
 
 def write_incomplete(names: list[str], out: str | Path) -> Path | None:
@@ -51,11 +67,3 @@ def write_incomplete(names: list[str], out: str | Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     return path
-
-
-def _method_in_file(path: Path) -> str:
-    """The method of a file without run metadata: its first row's `method` column."""
-    import pyarrow.parquet as pq
-
-    column = pq.read_table(path, columns=["method"]).column("method")
-    return column[0].as_py() if len(column) else "unknown"

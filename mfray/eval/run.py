@@ -17,7 +17,7 @@ from mfray.eval.noise import evaluation_floor
 from mfray.eval.realism import RealismInputs, realism_rows
 from mfray.eval.report import plot_trajectories, write_summary
 from mfray.llm.base import LLM
-from mfray.sim.trajectory import read_trajectory
+from mfray.sim.store import read_runs
 
 
 def build_annotator(cfg: EvaluateConfig) -> Annotator:
@@ -44,7 +44,7 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     The noise floor (mfray.eval.noise.evaluation_floor, cfg.noise_seeds) comes from the real
     posts' labels, each real agent once per event; summary.md shows it with the annotator's
     measured agreement (mfray.eval.agreement_record)."""
-    files, incomplete = evaluable_runs(cfg.trajectories)
+    runs, incomplete = evaluable_runs(cfg.trajectories)
     annotator = annotator or build_annotator(cfg)
     if cfg.nll_model is None:
         scorer = None
@@ -58,8 +58,8 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
     per_event: dict[str, dict] = {}  # event -> {"index", "real", "sim": {method: labels}} for plots
     realism = RealismInputs()
     real_posts: dict[str, dict[int, tuple[int, dict]]] = {}  # event -> agent index -> (step, labels)
-    for path in files:
-        records = evaluated(read_trajectory(path), rng)
+    for run, records in read_runs(runs):
+        records = evaluated(records, rng)
         if not records:
             continue
         realism.add(records)
@@ -77,7 +77,7 @@ def evaluate(cfg: EvaluateConfig, annotator: Annotator | None = None, progress=N
         if [r.agent_index for r in records] == plot["index"]:  # plot one seed per method, same agents
             plot["sim"].setdefault(head.method, sim)
         if progress is not None:
-            progress(path)
+            progress(run)
     if not rows:
         raise ValueError(f"no agent of {cfg.trajectories} falls in the evaluated range {rng.start}..{rng.end}")
     realism_table = realism_rows(realism, cfg.realism_seed, cfg.realism_folds) if cfg.realism else None

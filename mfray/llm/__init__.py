@@ -20,8 +20,18 @@ def build_llm(model, endpoint=None):
             backoff_s=endpoint.backoff_s,
             send_extra_sampling=endpoint.extra_sampling,
         )
+    return load_engine(model.path, dtype=model.dtype, device=model.device, adapters=model.adapters, max_batch=model.max_batch)
+
+
+def load_engine(path: str = "default", dtype: str = "auto", device: str = "auto", adapters: dict[str, str] | None = None,
+                max_batch: int = 32):
+    """The in-process engine for a model path: the local transformers engine (LocalEngine.load),
+    or, for the path "standin", the canned stand-in used to measure orchestration
+    (mfray.llm.standin; its adapters are names only)."""
+    from mfray.llm.standin import STANDIN_PATH, StandInLLM
+
+    if path == STANDIN_PATH:
+        return StandInLLM(adapters=tuple(adapters or ()))
     from mfray.llm.local import LocalEngine
 
-    return LocalEngine.load(
-        model.path, dtype=model.dtype, device=model.device, adapters=model.adapters, max_batch=model.max_batch
-    )
+    return LocalEngine.load(path, dtype=dtype, device=device, adapters=adapters, max_batch=max_batch)

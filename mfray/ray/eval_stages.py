@@ -21,7 +21,8 @@ from mfray.eval.labels import DIMENSIONS
 from mfray.eval.nll import build_scorer, method_adapter, nll_pair, score_pairs, trajectory_nll
 from mfray.eval.noise import evaluation_floor
 from mfray.eval.realism import RealismInputs, realism_rows
-from mfray.sim.trajectory import read_trajectory, table_to_records
+from mfray.sim.store import PublishedRun, read_runs
+from mfray.sim.trajectory import table_to_records
 
 TRAJECTORY_COLUMNS = ("event_id", "method", "seed", "language", "topic", "step", "agent_index",
                       "real_text", "simulated_text", "failed", "warmup", "intervention", "policy_prompt")
@@ -129,14 +130,14 @@ def metrics_for_trajectory(group: pd.DataFrame) -> pd.DataFrame:
                          for r in rows])
 
 
-def driver_realism(files: list[str], cfg: EvaluateConfig) -> list[dict]:
-    """Realism rows (mfray.eval.realism.realism_rows) of the complete trajectory `files`, computed
-    in the driver: the evaluated records of each file go through the same RealismInputs and
+def driver_realism(runs: list[PublishedRun], cfg: EvaluateConfig) -> list[dict]:
+    """Realism rows (mfray.eval.realism.realism_rows) of the complete `runs`, computed
+    in the driver: the evaluated records of each run go through the same RealismInputs and
     realism_rows as in `mfray evaluate`, so both paths write the same realism.csv. Cheap next to
     annotation (texts only, one small classifier per method), so it needs no stage of its own."""
     inputs = RealismInputs()
-    for path in files:
-        inputs.add(evaluated(read_trajectory(path), EvalRange(cfg.eval_start, cfg.eval_end)))
+    for _, records in read_runs(runs):
+        inputs.add(evaluated(records, EvalRange(cfg.eval_start, cfg.eval_end)))
     return realism_rows(inputs, cfg.realism_seed, cfg.realism_folds)
 
 

@@ -76,7 +76,8 @@ class LLMReplica:
         max_prompt_tokens: Annotated[int, Field(ge=1)] | None = 4096,
         max_queue: Annotated[int, Field(ge=1)] | None = 256,
     ) -> None:
-        from mfray.llm.local import LocalEngine
+        from mfray.llm import load_engine
+        from mfray.llm.standin import STANDIN_PATH
 
         args = {k: v for k, v in locals().items() if k in _PARAMS}
         problems = check_server_args(args)
@@ -84,13 +85,13 @@ class LLMReplica:
             raise ValueError("invalid LLMServer arguments:\n  " + "\n  ".join(problems))
         adapters = dict(adapters or {})
         for name, path in adapters.items():
-            if not Path(path).expanduser().is_dir():
+            if model_path != STANDIN_PATH and not Path(path).expanduser().is_dir():
                 raise FileNotFoundError(
                     f"LoRA adapter {name!r}: {path} is not a directory on this node (adapters.{name} in the "
                     "LLMServer args); train one, or write untrained ones with `mfray init-adapters`"
                 )
         self.model_name = model_name
-        self.engine = LocalEngine.load(model_path, dtype=dtype, device=device, adapters=adapters, max_batch=max_batch)
+        self.engine = load_engine(model_path, dtype=dtype, device=device, adapters=adapters, max_batch=max_batch)
         self.http_app = build_app(
             self.engine,
             model_name,

@@ -1,6 +1,6 @@
 """Simulation sweeps on Ray Data: a grid of (event file, method, seed) rows flows through an actor
-pool; each actor drives many event rollouts at once (asyncio) against one LLM backend, writing a
-trajectory per run as it finishes. Runs are resumable (mfray.sim.checkpoint): a rerun skips
+pool; each actor drives many event rollouts at once (asyncio) against one LLM backend and
+publishes each call's finished runs into the output's Parquet dataset (mfray.sim.store). Runs are resumable (mfray.sim.checkpoint): a rerun skips
 finished runs, and a restarted actor picks a killed run up from its last checkpoint.
 """
 
@@ -185,6 +185,7 @@ class RolloutActor:
     async def _run(self, rows: list[dict]) -> list[dict]:
         from mfray.data import load_file
         from mfray.sim.checkpoint import run_resumable
+        from mfray.sim.store import publish_and_locate
 
         if self._gate is None:  # made on the actor's event loop, shared by all its calls
             self._gate = asyncio.Semaphore(self.cfg.concurrency)
@@ -236,7 +237,15 @@ class RolloutActor:
             if result.problems:
                 out.append({**row, "status": "invalid", "error": "; ".join(str(p) for p in result.problems)})
             tasks += [one(row, event) for event in result.events]
-        return out + list(await asyncio.gather(*tasks))
+        finished = list(await asyncio.gather(*tasks))
+        # One part file per method for the whole call (mfray.sim.store), off the event loop so
+        # the runs of this actor's other calls go on meanwhile.
+        paths = await asyncio.to_thread(publish_and_locate, self.cfg.out, [Path(r["path"]) if r.get("path") else None
+                                                                          for r in finished])
+        for row, path in zip(finished, paths):
+            if path is not None:
+                row["path"] = str(path)
+        return out + finished
 
 
 def summarise_sweep(rows: list[dict], elapsed_s: float, grid_rows: int | None = None) -> str:

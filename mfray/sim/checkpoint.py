@@ -1,8 +1,9 @@
-"""Resumable rollouts on disk: a run that is killed restarts from its last checkpoint, and a
-finished run is never redone. Used by `mfray simulate` and by the Ray sweep's actors.
+"""Resumable rollouts: a run that is killed restarts from its last checkpoint, and a finished run
+is never redone. Used by `mfray simulate` and by the Ray sweep's actors.
 
-Files for one (event, method, seed) run `<run>` (mfray.sim.trajectory.run_name) in the folder:
-  <run>.parquet          the finished trajectory (written atomically, last)
+The output folder's layout is mfray.sim.store's: a finished run waits in the work area
+(`<out>/in_progress/<run>.parquet`) until `publish` moves it into the dataset. While a run is in
+progress the work area holds
   <run>.ckpt.json        rollout state after the last checkpointed step
   <run>.ckpt.parquet     the records up to that step
   <run>.lock             locked (flock) by the one process working on the run
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mfray.files import atomic_write, remove_lock, run_lock
@@ -26,8 +27,9 @@ from mfray.sim.config import RolloutConfig
 from mfray.sim.driver import drive
 from mfray.sim.identity import RunIdentity, differing_parts, event_digest
 from mfray.sim.rollout import EventRollout, RolloutStats
+from mfray.sim.store import DATASET_DIR, RunFiles, publish_and_locate, published_runs, work_dir, work_runs
 from mfray.sim.trajectory import (
-    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, LOCK_SUFFIX, list_runs, read_trajectory, run_meta, run_name, write_trajectory,
+    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, read_trajectory, run_meta, write_trajectory,
 )
 from mfray.types import Event, StepRecord
 
@@ -36,32 +38,19 @@ class IdentityMismatch(RuntimeError):
     """Output for this run exists but was made under another identity or event content."""
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    """The paths of one run in an output folder."""
-
-    final: Path
-    state: Path
-    records: Path
-    lock: Path
-
-    @classmethod
-    def of(cls, out_dir: str | Path, event_id: str, method: str, seed: int) -> "RunFiles":
-        stem = Path(out_dir) / run_name(event_id, method, seed)
-        # Suffixes appended to the stem, never Path.with_suffix: an encoded id may hold dots.
-        return cls(Path(f"{stem}.parquet"), Path(f"{stem}{CKPT_STATE_SUFFIX}"), Path(f"{stem}{CKPT_RECORDS_SUFFIX}"),
-                   Path(f"{stem}{LOCK_SUFFIX}"))
-
-
 def run_metadata(identity: RunIdentity, event: Event, method: str, seed: int, complete: bool) -> dict:
     """What a run's files record about it (Parquet metadata, checkpoint state)."""
     return {"identity": identity.digest, "parts": identity.parts, "event_id": event.event_id,
             "event_digest": event_digest(event), "method": method, "seed": seed, "complete": complete}
 
 
+def _same_run(found: dict | None, want: dict) -> bool:
+    return found is not None and (found.get("identity"), found.get("event_digest")) == (want["identity"], want["event_digest"])
+
+
 def check_identity(found: dict | None, want: dict, path: Path) -> None:
     """Raise IdentityMismatch unless `found` (a file's run metadata) was made like `want`."""
-    if found is not None and (found.get("identity"), found.get("event_digest")) == (want["identity"], want["event_digest"]):
+    if _same_run(found, want):
         return
     if found is None:
         what = "records no identity (written before mfray recorded one)"
@@ -74,15 +63,22 @@ def check_identity(found: dict | None, want: dict, path: Path) -> None:
                            "write to a new folder (--out) or pass --overwrite (--set overwrite=true) to redo it")
 
 
-def run_is_done(files: RunFiles, meta: dict) -> bool:
-    """True when the run's trajectory exists and was made like `meta` (identity, event content)."""
-    if not files.final.exists():
-        return False
-    try:
+def finished_run(out_dir: str | Path, files: RunFiles, meta: dict) -> Path | None:
+    """Where the run is already finished like `meta` (identity, event content): its part file in
+    the dataset or its finished file in the work area; None when it is not."""
+    if files.final.exists() and _same_run(run_meta(files.final), meta):
+        return files.final
+    found = published_runs(out_dir).get(files.final.name[: -len(FINAL_SUFFIX)])
+    return found.part if found is not None and _same_run(found.meta, meta) else None
+
+
+def _check_done_differently(out_dir: str | Path, files: RunFiles, meta: dict) -> None:
+    """Raise IdentityMismatch when the run is finished, published or not, under another identity."""
+    if files.final.exists():
         check_identity(run_meta(files.final), meta, files.final)
-    except IdentityMismatch:
-        return False
-    return True
+    found = published_runs(out_dir).get(files.final.name[: -len(FINAL_SUFFIX)])
+    if found is not None:
+        check_identity(found.meta, meta, found.part)
 
 
 def load_checkpoint(event: Event, cfg: RolloutConfig, seed: int, files: RunFiles, want: dict,
@@ -122,11 +118,14 @@ async def run_resumable(
     files = RunFiles.of(out_dir, event.event_id, cfg.method, seed)
     meta = run_metadata(identity, event, cfg.method, seed, complete=False)
     with run_lock(files.lock):
-        if run_is_done(files, meta):
-            _finish(files)  # a crash after publishing may have left these behind
-            return files.final, None
-        if files.final.exists() and not overwrite:
-            check_identity(run_meta(files.final), meta, files.final)  # raises: made differently
+        done = finished_run(out_dir, files, meta)
+        if done is not None:
+            _drop_checkpoint(files)  # a crash after finishing may have left these behind
+            if done != files.final:
+                remove_lock(files.lock)
+            return done, None
+        if not overwrite:
+            _check_done_differently(out_dir, files, meta)  # raises: made differently
         rollout, records = load_checkpoint(event, cfg, seed, files, meta, overwrite)
         steps = 0
 
@@ -141,7 +140,7 @@ async def run_resumable(
 
         await drive(rollout, llm, step_done)
         write_trajectory(records, files.final, {**meta, "complete": True})
-        _finish(files)
+        _drop_checkpoint(files)
     return files.final, rollout.stats
 
 
@@ -153,10 +152,13 @@ def refuse_mixing(out_dir: str | Path, identities: dict[str, RunIdentity]) -> No
     folder = Path(out_dir)
     if not folder.is_dir():
         return
-    found = [(p, run_meta(p)) for p in list_runs(folder)[0]]
-    found += [(p, _state_meta(p)) for p in sorted(folder.glob(f"*{CKPT_STATE_SUFFIX}")) if not p.name.startswith(".")]
+    refuse_legacy(folder)
+    work = work_dir(folder)
+    found = [(Path(run.name), run.meta) for run in published_runs(folder).values()]
+    found += [(p, run_meta(p)) for p in work_runs(folder)[0]]
+    found += [(p, _state_meta(p)) for p in sorted(work.glob(f"*{CKPT_STATE_SUFFIX}")) if not p.name.startswith(".")]
     lines = []
-    for path, meta in found:
+    for path, meta in sorted(found, key=lambda f: f[0].name):
         want = identities.get(meta["method"] if meta else _method_of(path.name))
         if want is None or (meta is not None and meta.get("identity") == want.digest):
             continue
@@ -169,6 +171,17 @@ def refuse_mixing(out_dir: str | Path, identities: dict[str, RunIdentity]) -> No
             + "\n".join(lines[:5]) + more
             + "\nwrite to a new folder (--out / --set out=...), or pass --overwrite (--set overwrite=true) to redo those runs"
         )
+
+
+def refuse_legacy(folder: str | Path) -> None:
+    """Raise IdentityMismatch when `folder` holds trajectories in the one-file-per-run layout of
+    mfray before the dataset (`<event>__<method>__s<seed>.parquet` beside sweep logs)."""
+    old = sorted(p.name for p in Path(folder).glob("*__*__s*.parquet") if not p.name.startswith("."))
+    if old:
+        raise IdentityMismatch(
+            f"{folder} holds {len(old)} trajectories in the one-file-per-run layout of earlier mfray versions "
+            f"(e.g. {old[0]}); runs now go to {DATASET_DIR}/ as a Parquet dataset: write to a new folder, "
+            "or rerun the simulation into one")
 
 
 def _state_meta(path: Path) -> dict | None:
@@ -188,11 +201,11 @@ def _method_of(name: str) -> str | None:
     return parts[1] if len(parts) == 3 else None
 
 
-def _finish(files: RunFiles) -> None:
-    """Once the trajectory is published: drop the checkpoint, then the lock (still held)."""
+def _drop_checkpoint(files: RunFiles) -> None:
+    """Once the run's finished file exists, its checkpoint is no longer needed. The lock stays
+    until `publish` has moved the run into the dataset."""
     files.state.unlink(missing_ok=True)
     files.records.unlink(missing_ok=True)
-    remove_lock(files.lock)
 
 
 @dataclass
@@ -211,7 +224,9 @@ async def run_events(
     concurrency: int = 8, every: int = 4, on_step=None, overwrite: bool = False,
 ) -> list[EventResult]:
     """Simulate many events resumably, up to `concurrency` in flight, so a batching backend
-    sees requests of several events at once. One event's error is recorded, never fatal."""
+    sees requests of several events at once, then publish the finished runs into the dataset
+    (mfray.sim.store; each result's path is then its part file). One event's error is recorded,
+    never fatal."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(event: Event) -> EventResult:
@@ -222,4 +237,6 @@ async def run_events(
                 return EventResult(event.event_id, error=f"{type(err).__name__}: {err}")
             return EventResult(event.event_id, path, stats)
 
-    return list(await asyncio.gather(*(one(e) for e in events)))
+    results = list(await asyncio.gather(*(one(e) for e in events)))
+    paths = await asyncio.to_thread(publish_and_locate, out_dir, [r.path for r in results])
+    return [replace(r, path=p) for r, p in zip(results, paths)]

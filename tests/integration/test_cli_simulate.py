@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mfray.cli import main
+from mfray.sim.store import published_runs, read_runs
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,12 @@ def test_simulate_writes_trajectories_and_skips_finished_runs(data_dir, tiny_mod
     assert main(argv) == 1  # one file was bad: reported, and the exit code says so
     err = capsys.readouterr().err
     assert "broken.json" in err
-    files = sorted(p.name for p in out.glob("*.parquet"))
-    assert files == ["3476055656644087__mf__s0.parquet", "3476055656644087__recent__s0.parquet",
-                     "E102__mf__s0.parquet", "E102__recent__s0.parquet"]
-    table = pq.read_table(out / "E102__mf__s0.parquet")
-    assert table.num_rows == 24 and table.column("warmup").to_pylist() == [True] * 8 + [False] * 16
+    assert sorted(published_runs(out)) == ["3476055656644087__mf__s0", "3476055656644087__recent__s0",
+                                           "E102__mf__s0", "E102__recent__s0"]
+    table = pq.read_table(out / "trajectories", partitioning=None)  # one dataset, one part file per method
+    assert table.num_rows == 4 * 24 and len(list((out / "trajectories").rglob("part-*.parquet"))) == 2
+    e102 = next(read_runs([published_runs(out)["E102__mf__s0"]]))[1]
+    assert [r.warmup for r in e102] == [True] * 8 + [False] * 16
     (events / "broken.json").unlink()
     assert main(argv) == 0
     assert "nothing to do" in capsys.readouterr().out
@@ -39,7 +41,8 @@ def test_simulate_writes_trajectories_and_skips_finished_runs(data_dir, tiny_mod
     with pytest.raises(SystemExit, match=r"(?s)made under another config.*rollout\.horizon.*--overwrite"):
         main(longer)
     assert main([*longer, "--overwrite"]) == 0
-    assert pq.read_table(out / "E102__mf__s0.parquet").num_rows == 32
+    assert published_runs(out)["E102__mf__s0"].rows == 32
+    assert pq.read_table(out / "trajectories", partitioning=None).num_rows == 4 * 32  # the old runs are gone
 
 
 def test_the_same_event_id_in_two_files_is_refused_naming_both(data_dir, tiny_model_dir, tmp_path, capsys):
@@ -64,7 +67,6 @@ def test_the_adapter_given_on_the_command_line_reaches_the_engine(data_dir, tiny
     """`--set model.adapters.sft=DIR`: a trained (non-zero) adapter changes the simulated posts
     against an untrained one (which computes the base model), same seed; and the run's identity
     records the adapter's content, so the two runs cannot be mixed in one folder."""
-    from mfray.sim.trajectory import read_trajectory, run_meta
     from mfray.train.lora import init_adapters
 
     untrained = init_adapters(str(tiny_model_dir), tmp_path / "untrained", names=("sft",), rank=4, alpha=4)["sft"]
@@ -74,9 +76,9 @@ def test_the_adapter_given_on_the_command_line_reaches_the_engine(data_dir, tiny
     texts = {}
     for name, adapter in (("trained", tiny_adapters["sft"]), ("untrained", untrained)):
         assert main([*base, "--out", str(tmp_path / name), "--set", f"model.adapters.sft={adapter}"]) == 0
-        path = tmp_path / name / "E102__sft__s0.parquet"
-        texts[name] = [r.simulated_text for r in read_trajectory(path) if not r.warmup]
-        assert set(run_meta(path)["parts"]["backend"]["adapters"]) == {"sft"}
+        run, records = next(read_runs(published_runs(tmp_path / name).values()))
+        texts[name] = [r.simulated_text for r in records if not r.warmup]
+        assert set(run.meta["parts"]["backend"]["adapters"]) == {"sft"}
     assert texts["trained"] != texts["untrained"]
     with pytest.raises(SystemExit, match=r"(?s)backend\.adapters\.sft"):
         main([*base, "--out", str(tmp_path / "trained"), "--set", f"model.adapters.sft={untrained}"])

@@ -64,8 +64,8 @@ def test_nll_equals_an_independent_computation_and_ignores_padding_side(records,
     assert nll(left) == pytest.approx(nll(right), rel=1e-6)
 
 
-def test_evaluate_reports_nll_per_method_and_missing_for_old_files(data_dir, tmp_path, tiny_engine, tiny_model_dir):
-    recs = make_trajectories(data_dir, tmp_path / "traj", methods=(("state", 0), ("mf", 0), ("recent", 0)), old_format=("recent",))
+def test_evaluate_reports_nll_per_method_and_missing_without_prompts(data_dir, tmp_path, tiny_engine, tiny_model_dir):
+    recs = make_trajectories(data_dir, tmp_path / "traj", methods=(("state", 0), ("mf", 0), ("recent", 0)), no_prompt=("recent",))
     cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "out"), eval_start=50, eval_end=96,
                          nll_model=str(tiny_model_dir))
     rows = evaluate(cfg, scorer=tiny_engine)

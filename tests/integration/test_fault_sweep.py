@@ -47,8 +47,8 @@ def test_sweep_survives_injected_faults_and_counts_them(local_ray, data_dir, tmp
         assert int(summary["llm_retries"].sum() + summary["llm_errors"].sum()) == plan.faults
         assert int(summary["llm_errors"].sum()) > 0
 
-        tables = {Path(p).name: pq.read_table(p).to_pandas() for p in summary["path"]}
-        simulated = pd.concat(tables.values())
+        simulated = pq.read_table(out / "trajectories", partitioning=None).to_pandas()
+        assert set(summary["path"]) == {str(p) for p in (out / "trajectories").rglob("part-*.parquet")}
         simulated = simulated[~simulated["warmup"]]
         # Agents whose prompts always fail are recorded as failed, never filled in.
         failed = simulated[simulated["failed"]]

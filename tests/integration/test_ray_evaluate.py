@@ -8,25 +8,25 @@ import random
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from mfray.data import load_events
 from mfray.eval.config import EvaluateConfig
 from mfray.eval.run import evaluate
 from mfray.prompts.render import render_chat
-from mfray.sim.trajectory import encode_prompt, trajectory_path, write_trajectory
+from mfray.sim.trajectory import encode_prompt
 from mfray.types import StepRecord
+from tests.unit.test_run_store import publish_records
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a package on the path
 
 
-def make_trajectories(data_dir, out: Path, methods=(("state", 0), ("mf", 0)), old_format=(), inserted=()) -> list[StepRecord]:
+def make_trajectories(data_dir, out: Path, methods=(("state", 0), ("mf", 0)), no_prompt=(), inserted=()) -> list[StepRecord]:
     """Methods on one real Twitter event; the 'simulated' posts are other real tweets of the
     event, drawn with a fixed seed (this tests the pipeline's bookkeeping, not a simulator). Each
-    simulated agent records the policy prompt rendered as the rollout renders it; methods in
-    `old_format` are written without the policy_prompt column, as files from before it were.
+    simulated agent records the policy prompt rendered as the rollout renders it, except in the
+    methods of `no_prompt` (as if no prompt had been stored: their NLL cannot be scored).
     mf's agent 70 failed; `inserted` (method, agent) pairs are intervention posts (no prompt)."""
     event = load_events([data_dir / "twitter_rumdect/E102.json"])[0][0]
     texts = [p.text for p in event.responses]
@@ -46,11 +46,9 @@ def make_trajectories(data_dir, out: Path, methods=(("state", 0), ("mf", 0)), ol
                 step=j // 16, agent_index=j, real_text=texts[j],
                 simulated_text="OFFICIAL: false" if insert else None if warm or failed else rng.choice(texts),
                 mean_field="", signal=None, state_text="", failed=failed, warmup=warm, intervention=insert,
-                policy_prompt=None if warm or insert else encode_prompt(prompt),
+                policy_prompt=None if warm or insert or method in no_prompt else encode_prompt(prompt),
             ))
-        path = write_trajectory(records, trajectory_path(out, event.event_id, method, seed))
-        if method in old_format:
-            pq.write_table(pq.read_table(path).drop(["policy_prompt"]), path)
+        publish_records(out, records)
         written += records
     return written
 
@@ -67,9 +65,9 @@ def local_ray():
 def test_ray_stages_equal_single_process(data_dir, tmp_path, local_ray, tiny_model_dir):
     from jobs.evaluate import main as ray_main
 
-    # "recent" is an old-format file (no policy_prompt column): its NLL is missing in both paths.
+    # "recent" stored no policy prompts: its NLL is missing in both paths.
     # state's agent 60 is an inserted intervention post; mf's agent 70 failed.
-    make_trajectories(data_dir, tmp_path / "traj", methods=(("state", 0), ("mf", 0), ("recent", 0)), old_format=("recent",),
+    make_trajectories(data_dir, tmp_path / "traj", methods=(("state", 0), ("mf", 0), ("recent", 0)), no_prompt=("recent",),
                       inserted=(("state", 60),))
     cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "single"), eval_start=50, eval_end=96,
                          nll_model=str(tiny_model_dir), max_failure_rate=0.02)

@@ -1,5 +1,6 @@
 """A simulation sweep on a real local Ray with as many CPUs as this machine has cores (2): grid of
-real event files x methods through a pool of two rollout actors, one trajectory per run; a rerun
+real event files x methods through a pool of two rollout actors, finished runs published into one
+Parquet dataset; a rerun
 skips every finished run; a rollout actor killed mid-sweep is restarted and its runs resume from
 their checkpoints, leaving complete, duplicate-free output."""
 
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mfray.ray.sweep import SweepConfig
+from mfray.sim.store import published_runs
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # jobs/ is not a package on the path
@@ -64,8 +66,9 @@ def test_sweep_writes_every_run_and_resumes(local_ray, data_dir, tiny_model_dir,
     assert status == [("3476055656644087.json", "mf", "done"), ("3476055656644087.json", "state", "done"),
                       ("E102.json", "mf", "done"), ("E102.json", "state", "done"),
                       ("bad.json", "mf", "invalid"), ("bad.json", "state", "invalid")]
-    files = sorted(p.name for p in (tmp_path / "out").glob("*__s0.parquet"))
-    assert len(files) == 4 and all(pq.read_table(tmp_path / "out" / f).num_rows == 48 for f in files)
+    runs = published_runs(tmp_path / "out")
+    assert len(runs) == 4 and all(r.rows == 48 for r in runs.values())
+    assert {Path(r["path"]) for r in rows if r["status"] == "done"} == {r.part for r in runs.values()}
     again = main(cfg)
     assert sorted(r["status"] for r in again if r["status"] != "invalid") == ["skipped"] * 4
     # The summary kept both attempts in its log; the merged view still shows the runs as done.
@@ -126,12 +129,12 @@ def test_killed_actor_resumes_its_runs_from_checkpoints(local_ray, data_dir, tin
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not killed:
             time.sleep(0.2)
-            if list(out.glob("*__s0.parquet")):
+            if list((out / "in_progress").glob("*__s0.parquet")) or (out / "trajectories").exists():
                 killed["late"] = True  # a run finished first: the sweep was too fast to kill mid-run
                 return
             busy = [pid for pid, title in _rollout_actor_pids().items() if ".submit" in title]
             states = {}
-            for path in out.glob("*.ckpt.json"):
+            for path in (out / "in_progress").glob("*.ckpt.json"):
                 try:
                     states[path.name] = json.loads(path.read_text(encoding="utf-8"))["rollout"]["step"]
                 except (OSError, ValueError):
@@ -159,11 +162,10 @@ def test_killed_actor_resumes_its_runs_from_checkpoints(local_ray, data_dir, tin
     fresh = summary[summary["resumed_step"] == 0]
     assert (fresh["actions"] == 240).all()
 
-    # Complete and duplicate-free on disk; no checkpoint left behind.
-    tables = [pq.read_table(p).to_pandas() for p in sorted(out.glob("*__s0.parquet"))]
-    assert len(tables) == 4
-    for t in tables:
+    # Complete and duplicate-free in the dataset; no checkpoint or unpublished run left behind.
+    allrows = pq.read_table(out / "trajectories", partitioning=None).to_pandas()
+    assert len(published_runs(out)) == 4 and len(allrows) == 4 * 240
+    for _, t in allrows.groupby(["event_id", "method"]):
         assert sorted(t["agent_index"]) == list(range(240))
-    allrows = pd.concat(tables)
     assert not allrows.duplicated(["event_id", "method", "seed", "agent_index"]).any()
-    assert not list(out.glob("*.ckpt.*"))
+    assert [p.name for p in (out / "in_progress").iterdir() if not p.name.startswith(".")] == []

@@ -178,7 +178,7 @@ def test_evaluate_reports_failure_rates_of_its_trajectories(tmp_path):
     # One event, agents 0..11, steps of 4, warm-up 0..3, evaluated 4..11 (8 agents).
     # mf: agents 5 and 9 failed, agent 8 an inserted post -> 2 / 7 = 28.6%. state: 0 / 8.
     from mfray.eval.run import evaluate
-    from mfray.sim.trajectory import trajectory_path, write_trajectory
+    from tests.unit.test_run_store import publish_records
 
     texts = ["This is a hoax", "I am so angry about this", "Really? Source?", "Police confirmed it"] * 3
     for method, failed, inserted in (("mf", {5, 9}, {8}), ("state", set(), set())):
@@ -187,7 +187,7 @@ def test_evaluate_reports_failure_rates_of_its_trajectories(tmp_path):
                               simulated_text=None if j < 4 or j in failed else texts[(j + 1) % 12],
                               mean_field="", signal=None, state_text="", warmup=j < 4, failed=j in failed,
                               intervention=j in inserted) for j in range(12)]
-        write_trajectory(records, trajectory_path(tmp_path / "traj", "e", method, 0))
+        publish_records(tmp_path / "traj", records)
     cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "out"), eval_start=0, eval_end=12,
                          nll_model=None, max_failure_rate=0.05)
     rows = {r["method"]: r for r in evaluate(cfg)}
@@ -217,7 +217,7 @@ def test_evaluate_writes_realism_like_the_ray_driver(tmp_path, data_dir):
     from mfray.eval.report import write_realism
     from mfray.eval.run import evaluate
     from mfray.ray.eval_stages import driver_realism
-    from mfray.sim.trajectory import trajectory_path, write_trajectory
+    from tests.unit.test_run_store import publish_records
 
     events, _ = load_events([data_dir / "twitter_rumdect/E102.json", data_dir / "twitter_rumdect/E117.json"])
     for event in events:
@@ -234,7 +234,7 @@ def test_evaluate_writes_realism_like_the_ray_driver(tmp_path, data_dir):
                     agent_index=j, real_text=texts[j], simulated_text=None if j < 8 else sim,
                     mean_field="Users mostly support it, with doubt; most repost." if method == "narrate" else "",
                     signal=None, state_text="", warmup=j < 8, failed=method == "state" and j == 9))
-            write_trajectory(records, trajectory_path(tmp_path / "traj", event.event_id, method, 0))
+            publish_records(tmp_path / "traj", records)
     cfg = EvaluateConfig(trajectories=str(tmp_path / "traj"), out=str(tmp_path / "out"), eval_start=0, eval_end=40,
                          nll_model=None, realism_seed=3)
     evaluate(cfg)
@@ -250,9 +250,9 @@ def test_evaluate_writes_realism_like_the_ray_driver(tmp_path, data_dir):
     assert table["state"]["mean_fields"] == "0"
     kl = (tmp_path / "out" / "kl.md").read_text(encoding="utf-8")
     assert "| failure rate | realism AUC | descriptive |" in kl and "| 50.0% |" in kl
-    # The Ray job's driver computes the same rows from the same files (in any order): identical files.
-    files = [str(p) for p in evaluable_runs(cfg.trajectories)[0]]
-    write_realism(driver_realism(files[::-1], cfg), tmp_path)
+    # The Ray job's driver computes the same rows from the same runs (in any order): identical files.
+    runs = evaluable_runs(cfg.trajectories)[0]
+    write_realism(driver_realism(runs[::-1], cfg), tmp_path)
     for name in ("realism.csv", "realism.md"):
         assert (tmp_path / name).read_text() == (tmp_path / "out" / name).read_text()
     # Realism off: neither file, and no columns.

@@ -1,6 +1,7 @@
 """The run store's integrity: file names made from ids, checkpoints that never collide, atomic
-writes by concurrent writers, one process per run, run identities that refuse to mix, and
-evaluation that reads complete runs only. Driven by the scripted LLM behind the project's own
+writes by concurrent writers, one process per run, run identities that refuse to mix, finished
+runs published into one Parquet dataset without loss or duplicates, and evaluation that reads
+complete runs only. Driven by the scripted LLM behind the project's own
 interface (bookkeeping, not language)."""
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mfray.files import RunBusy, atomic_write, run_lock, safe_name
-from mfray.sim.checkpoint import IdentityMismatch, RunFiles, refuse_mixing, run_events, run_resumable
+from mfray.sim.checkpoint import IdentityMismatch, refuse_mixing, run_events, run_resumable
 from mfray.sim.driver import run_event
 from mfray.sim.identity import RunIdentity, differing_parts, make_identity
-from mfray.sim.trajectory import list_runs, read_trajectory, run_meta, trajectory_path, write_trajectory
+from mfray.sim.store import RunFiles, publish, published_runs, read_runs, work_dir, work_runs
+from mfray.sim.trajectory import read_trajectory, run_meta, write_trajectory
 from tests.unit.test_rollout import ScriptedLLM, cfg, make_event, run
 
 BACKEND = {"name": "scripted"}
@@ -28,6 +30,20 @@ BACKEND = {"name": "scripted"}
 
 def ident(c) -> RunIdentity:
     return make_identity(c, BACKEND)
+
+
+def publish_records(out, records, identity: str = "test-identity") -> None:
+    """Put one run's hand-made `records` into `out`'s dataset, as a finished rollout would be."""
+    head = records[0]
+    meta = {"identity": identity, "parts": {}, "event_id": head.event_id, "event_digest": "hand-made",
+            "method": head.method, "seed": head.seed, "complete": True}
+    write_trajectory(records, RunFiles.of(out, head.event_id, head.method, head.seed).final, meta)
+    publish(out)
+
+
+def published(out, name: str):
+    """The records of the published run `name`."""
+    return next(read_runs([published_runs(out)[name]]))[1]
 
 
 class DyingLLM(ScriptedLLM):
@@ -63,9 +79,13 @@ def test_event_id_with_path_parts_stays_inside_the_folder_and_keeps_its_id(tmp_p
     event = dataclasses.replace(make_event(), event_id="../../escape")
     c = cfg()
     path, _ = run(run_resumable(event, ScriptedLLM(), c, 0, out, ident(c)))
-    assert path.parent == out and path.name == "%2E.%2F..%2Fescape__mf__s0.parquet"
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [path.name]
+    assert path.parent == work_dir(out) and path.name == "%2E.%2F..%2Fescape__mf__s0.parquet"
     assert {r.event_id for r in read_trajectory(path)} == {"../../escape"}
+    [part] = publish(out).values()
+    assert part.parent == out / "trajectories" / "method=mf"
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")) == [
+        part.relative_to(out)]  # the run file and its lock are gone once published
+    assert {r.event_id for r in published(out, "%2E.%2F..%2Fescape__mf__s0")} == {"../../escape"}
 
 
 def test_checkpoints_of_ids_with_dots_do_not_collide(tmp_path):
@@ -88,14 +108,19 @@ def test_killed_run_resumes_from_checkpoint_without_loss_or_duplicates(tmp_path)
     reference = run(run_event(event, ScriptedLLM(), c, seed=3))
     with pytest.raises(RuntimeError, match="killed"):
         run(run_resumable(event, DyingLLM(limit=9), c, 3, tmp_path, ident(c), every=2))
-    assert list(tmp_path.glob("*.ckpt.json")) and not (tmp_path / "ev1__mf__s3.parquet").exists()
-    assert list_runs(tmp_path) == ([], ["ev1__mf__s3"])  # incomplete, by name
+    work = work_dir(tmp_path)
+    assert list(work.glob("*.ckpt.json")) and not (work / "ev1__mf__s3.parquet").exists()
+    assert work_runs(tmp_path) == ([], ["ev1__mf__s3"])  # incomplete, by name
     second = ScriptedLLM()
     path, stats = run(run_resumable(event, second, c, 3, tmp_path, ident(c), every=2))
     assert read_trajectory(path) == reference  # nothing lost, nothing twice, same samples
     assert len(second.calls) < 13  # it resumed instead of starting over
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev1__mf__s3.parquet"]  # no checkpoint, no lock left
+    assert sorted(p.name for p in work.iterdir()) == ["ev1__mf__s3.lock", "ev1__mf__s3.parquet"]  # no checkpoint
     assert run(run_resumable(event, ScriptedLLM(), c, 3, tmp_path, ident(c))) == (path, None)  # finished: skipped
+    [part] = publish(tmp_path).values()
+    assert published(tmp_path, "ev1__mf__s3") == reference
+    assert run(run_resumable(event, ScriptedLLM(), c, 3, tmp_path, ident(c))) == (part, None)  # published: skipped
+    assert [p.name for p in work.iterdir() if not p.name.startswith(".")] == []
 
 
 # ---- concurrent writers --------------------------------------------------------------------
@@ -141,7 +166,8 @@ def test_one_run_is_never_worked_on_twice_at_once(tmp_path):
     results = run(run_events([event, event], YieldingLLM(), c, 0, tmp_path, ident(c), concurrency=2))
     errors = [r.error for r in results if r.error]
     assert len(errors) == 1 and errors[0].startswith("RunBusy:")
-    assert read_trajectory(trajectory_path(tmp_path, "ev1", "mf", 0)) == run(run_event(event, ScriptedLLM(), c, 0))
+    assert published(tmp_path, "ev1__mf__s0") == run(run_event(event, ScriptedLLM(), c, 0))
+    assert len(published_runs(tmp_path)) == 1
 
 
 def _hold_lock(path, ready):
@@ -170,23 +196,29 @@ def test_run_lock_is_exclusive_across_processes_and_dies_with_its_holder(tmp_pat
 # ---- identity ----------------------------------------------------------------------------------
 def test_rerun_under_another_config_refuses_to_mix_and_overwrite_redoes_it(tmp_path):
     event, c20, c24 = make_event(), cfg(), cfg(horizon=24)
-    path, _ = run(run_resumable(event, ScriptedLLM(), c20, 0, tmp_path, ident(c20)))
-    meta = run_meta(path)
+    other = dataclasses.replace(event, event_id="ev2")
+    run(run_events([event, other], ScriptedLLM(), c20, 0, tmp_path, ident(c20)))
+    meta = published_runs(tmp_path)["ev1__mf__s0"].meta
     assert meta["identity"] == ident(c20).digest and meta["complete"] and meta["event_id"] == "ev1"
-    assert run(run_resumable(event, ScriptedLLM(), c20, 0, tmp_path, ident(c20))) == (path, None)
+    [part] = {r.part for r in published_runs(tmp_path).values()}  # both runs in one part file
+    assert run(run_resumable(event, ScriptedLLM(), c20, 0, tmp_path, ident(c20))) == (part, None)
     with pytest.raises(IdentityMismatch, match=r"differs in: rollout\.horizon.*--overwrite"):
         run(run_resumable(event, ScriptedLLM(), c24, 0, tmp_path, ident(c24)))
-    with pytest.raises(IdentityMismatch, match=r"ev1__mf__s0\.parquet \(rollout\.horizon\)"):
+    with pytest.raises(IdentityMismatch, match=r"ev1__mf__s0 \(rollout\.horizon\)"):
         refuse_mixing(tmp_path, {"mf": ident(c24)})
     refuse_mixing(tmp_path, {"mf": ident(c20), "state": ident(c24)})  # same identity / other method: fine
-    assert len(read_trajectory(path)) == 20
-    _, stats = run(run_resumable(event, ScriptedLLM(), c24, 0, tmp_path, ident(c24), overwrite=True))
-    assert stats is not None and len(read_trajectory(path)) == 24 and run_meta(path)["identity"] == ident(c24).digest
+    results = run(run_events([event], ScriptedLLM(), c24, 0, tmp_path, ident(c24), overwrite=True))
+    assert results[0].stats is not None and results[0].path != part
+    runs = published_runs(tmp_path)
+    assert len(published(tmp_path, "ev1__mf__s0")) == 24 and runs["ev1__mf__s0"].meta["identity"] == ident(c24).digest
+    assert len(published(tmp_path, "ev2__mf__s0")) == 20 and runs["ev2__mf__s0"].part == part  # old part rewritten
+    assert sorted(pq.read_table(tmp_path / "trajectories", partitioning=None).column("event_id").to_pylist()) == (
+        ["ev1"] * 24 + ["ev2"] * 20)  # the dataset holds each run once
 
 
 def test_changed_event_data_or_backend_or_unrecorded_identity_is_not_skipped(tmp_path):
     event, c = make_event(), cfg()
-    run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c)))
+    run(run_events([event], ScriptedLLM(), c, 0, tmp_path, ident(c)))
     edited = dataclasses.replace(event, responses=event.responses[:-1])
     with pytest.raises(IdentityMismatch, match="another version of the event's data"):
         run(run_resumable(edited, ScriptedLLM(), c, 0, tmp_path, ident(c)))
@@ -194,10 +226,20 @@ def test_changed_event_data_or_backend_or_unrecorded_identity_is_not_skipped(tmp
     assert differing_parts(ident(c).parts, other_model.parts) == ["backend.weights"]
     with pytest.raises(IdentityMismatch, match="backend.weights"):
         run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, other_model))
-    legacy = trajectory_path(tmp_path, "old", "mf", 0)
-    write_trajectory(read_trajectory(trajectory_path(tmp_path, "ev1", "mf", 0)), legacy)  # no metadata
+    write_trajectory(published(tmp_path, "ev1__mf__s0"), RunFiles.of(tmp_path, "old", "mf", 0).final)  # no metadata
     with pytest.raises(IdentityMismatch, match="no identity recorded"):
         refuse_mixing(tmp_path, {"mf": ident(c)})
+
+
+def test_a_folder_of_the_one_file_per_run_layout_is_refused_with_the_fix(tmp_path):
+    from mfray.eval.inputs import evaluable_runs
+
+    event, c = make_event(), cfg()
+    write_trajectory(run(run_event(event, ScriptedLLM(), c, 0)), tmp_path / "ev1__mf__s0.parquet")
+    with pytest.raises(IdentityMismatch, match="one-file-per-run layout.*write to a new folder"):
+        refuse_mixing(tmp_path, {"mf": ident(c)})
+    with pytest.raises(ValueError, match="one-file-per-run layout"):
+        evaluable_runs(tmp_path)
 
 
 def test_identity_covers_the_rollout_config_and_method():
@@ -211,15 +253,16 @@ def test_evaluation_reads_complete_runs_only_and_refuses_mixed_configs(tmp_path)
     from mfray.eval.inputs import evaluable_runs, write_incomplete
 
     event, c = make_event(), cfg(horizon=40)
-    done, _ = run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c)))
+    run(run_events([event], ScriptedLLM(), c, 0, tmp_path, ident(c)))
     with pytest.raises(RuntimeError, match="killed"):
         run(run_resumable(event, DyingLLM(limit=9), c, 1, tmp_path, ident(c), every=2))
-    assert (tmp_path / "ev1__mf__s1.ckpt.parquet").exists()  # a checkpoint Parquet lies in the folder
-    assert evaluable_runs(tmp_path) == ([done], ["ev1__mf__s1"])
+    assert (work_dir(tmp_path) / "ev1__mf__s1.ckpt.parquet").exists()  # a checkpoint Parquet lies in the folder
+    run(run_resumable(event, ScriptedLLM(), c, 2, tmp_path, ident(c)))  # finished, not yet published
+    assert evaluable_runs(tmp_path) == ([published_runs(tmp_path)["ev1__mf__s0"]], ["ev1__mf__s1", "ev1__mf__s2"])
     assert write_incomplete(["ev1__mf__s1"], tmp_path / "eval").read_text() == "ev1__mf__s1\n"
     assert write_incomplete([], tmp_path / "eval") is None and not (tmp_path / "eval" / "incomplete_runs.txt").exists()
     c24 = cfg(horizon=24)
-    run(run_resumable(dataclasses.replace(event, event_id="ev2"), ScriptedLLM(), c24, 0, tmp_path, ident(c24)))
+    run(run_events([dataclasses.replace(event, event_id="ev2")], ScriptedLLM(), c24, 0, tmp_path, ident(c24)))
     with pytest.raises(ValueError, match=r"method mf has runs made under 2 different configs.*rollout\.horizon"):
         evaluable_runs(tmp_path)
 
@@ -238,8 +281,56 @@ def test_checkpoint_records_carry_the_run_identity(tmp_path):
     event, c = make_event(), cfg(horizon=40)
     with pytest.raises(RuntimeError, match="killed"):
         run(run_resumable(event, DyingLLM(limit=9), c, 0, tmp_path, ident(c), every=2))
-    meta = run_meta(tmp_path / "ev1__mf__s0.ckpt.parquet")
+    records = work_dir(tmp_path) / "ev1__mf__s0.ckpt.parquet"
+    meta = run_meta(records)
     assert meta["identity"] == ident(c).digest and meta["complete"] is False
-    assert pq.read_table(tmp_path / "ev1__mf__s0.ckpt.parquet").num_rows > 0
+    assert pq.read_table(records).num_rows > 0
     with pytest.raises(IdentityMismatch, match=r"\.ckpt\.json.*rollout\.retries"):  # a checkpoint of another config
         run(run_resumable(event, ScriptedLLM(), cfg(horizon=40, retries=2), 0, tmp_path, ident(cfg(horizon=40, retries=2))))
+
+
+# ---- the dataset ---------------------------------------------------------------------------------
+def test_finished_runs_land_in_one_part_per_method_and_read_as_one_table(tmp_path):
+    import pyarrow.dataset as ds
+
+    events = [dataclasses.replace(make_event(), event_id=f"ev{i}") for i in range(3)]
+    for method in ("mf", "state"):
+        c = cfg(method=method)
+        run(run_events(events, ScriptedLLM(), c, 0, tmp_path, ident(c)))
+    parts = sorted(p.relative_to(tmp_path / "trajectories").parent.name for p in (tmp_path / "trajectories").rglob("*.parquet"))
+    assert parts == ["method=mf", "method=state"]  # 3 runs each, one file per method
+    table = ds.dataset(tmp_path / "trajectories", partitioning="hive").to_table()
+    assert table.num_rows == 6 * 20 and sorted(set(table.column("method").to_pylist())) == ["mf", "state"]
+    for name, records in read_runs(published_runs(tmp_path).values()):
+        assert {(r.event_id, r.method) for r in records} == {(name.meta["event_id"], name.method)}
+        assert [r.agent_index for r in records] == list(range(20))
+
+
+def test_a_rerun_publishes_nothing_and_leaves_every_file_as_it_was(tmp_path):
+    events, c = [dataclasses.replace(make_event(), event_id=f"ev{i}") for i in range(2)], cfg()
+    run(run_events(events, ScriptedLLM(), c, 0, tmp_path, ident(c)))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    llm = ScriptedLLM()
+    results = run(run_events(events, llm, c, 0, tmp_path, ident(c)))
+    assert llm.calls == [] and all(r.stats is None for r in results)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_crash_between_writing_the_part_and_clearing_the_run_files_leaves_no_duplicate(tmp_path):
+    event, c = make_event(), cfg()
+    path, _ = run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c)))
+    left = path.read_bytes()
+    publish(tmp_path)
+    path.write_bytes(left)  # as if the publisher died after its part was in place
+    assert work_runs(tmp_path)[0] == [path]
+    assert publish(tmp_path) == {"ev1__mf__s0": published_runs(tmp_path)["ev1__mf__s0"].part}
+    assert not path.exists() and len(list((tmp_path / "trajectories").rglob("*.parquet"))) == 1
+    assert pq.read_table(tmp_path / "trajectories", partitioning=None).num_rows == 20
+
+
+def test_publish_leaves_a_run_whose_lock_is_held_for_later(tmp_path):
+    event, c = make_event(), cfg()
+    path, _ = run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c)))
+    with run_lock(RunFiles.of(tmp_path, "ev1", "mf", 0).lock):  # another process still holds it
+        assert publish(tmp_path) == {} and path.exists()
+    assert list(publish(tmp_path)) == ["ev1__mf__s0"] and not path.exists()

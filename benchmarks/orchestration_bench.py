@@ -1,0 +1,405 @@
+"""The sweep's own ceiling with the model taken out, and a 10,000-run sweep's memory.
+
+    .venv/bin/python benchmarks/orchestration_bench.py ceiling        # actions/s: in-process, endpoint, serve
+    .venv/bin/python benchmarks/orchestration_bench.py scale --runs 10000   # flat memory? complete output?
+
+Every LLM answer comes from the stand-in (mfray.llm.standin: canned text, at once), behind the
+real serving paths, so what is measured is the orchestration: the rollout state machine, prompt
+rendering, the event loop, HTTP and JSON or Serve handle calls, Ray Data, checkpoints and the
+Parquet dataset. Nothing here is a simulation result.
+
+ceiling: Twitter events x seeds of a fixed rollout (method mf, horizon 64, 16 agents a step, 16
+warm-up agents: 48 simulated actions and 3 policy + 4 mean-field calls per run).
+- inprocess: mfray.sim.checkpoint.run_events in this process on the stand-in object: no Ray, no
+  HTTP; run under cProfile, whose time is split into parts (rendering, rollout, digest, Parquet
+  and checkpoints, the stand-in, the rest: event loop and glue);
+- endpoint: the Ray sweep (jobs/simulate_sweep.run_sweep) against `mfray serve --model standin`
+  in its own process, one HTTP request per prompt as vLLM's server takes them;
+- serve: the Ray sweep against the LLMServer deployment built on the stand-in (Serve handle calls).
+For the two sweeps, a grid of actors x runs in flight per actor x grid rows per actor call.
+Actions/s counts simulated (non-warm-up) actions; LLM requests/s counts prompts answered (one
+OpenAI-compatible request each), from the server's own counters.
+
+scale: `--runs N` (event, seed) runs of a short horizon (32 agents, 16 warm-up, 8 a step) on the
+Twitter events, through the serve backend, sampling the RSS of every process (driver, GCS,
+raylet, actors, replica) into rss.csv and rss.png; then checks the dataset holds every run once
+and times a rerun (which must skip them all).
+
+Results go to --out (default runs/orchestration_bench) as JSON, and are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # jobs/ is not a package on the path
+
+TWITTER = REPO.parent / "shared" / "data" / "twitter_rumdect"
+CEILING_ROLLOUT = {"method": "mf", "horizon": 64, "agents_per_step": 16, "sim_start": 16,
+                   "policy": {"max_new_tokens": 24}, "mean_field": {"max_new_tokens": 64, "first_line": False}}
+SCALE_ROLLOUT = {"method": "mf", "horizon": 32, "agents_per_step": 8, "sim_start": 16,
+                 "policy": {"max_new_tokens": 24}, "mean_field": {"max_new_tokens": 64, "first_line": False}}
+# cProfile's functions by file, grouped into the parts the issue asks about (first match wins).
+PARTS = (("prompt rendering", ("mfray/prompts/", "jinja2/")),
+         ("event digest", ("mfray/sim/identity.py",)),
+         ("Parquet, checkpoints, publish", ("mfray/sim/trajectory.py", "mfray/sim/store.py", "mfray/files.py", "pyarrow/")),
+         ("stand-in LLM", ("mfray/llm/standin.py",)),
+         ("rollout state machine", ("mfray/sim/rollout.py", "mfray/sim/context.py", "mfray/data/state.py",
+                                    "mfray/sim/checkpoint.py", "mfray/sim/driver.py")))
+
+
+def event_files(n: int) -> list[str]:
+    files = sorted(TWITTER.glob("*.json"))
+    if not files:
+        raise SystemExit(f"no Twitter event files under {TWITTER} (set the data folder beside the repo)")
+    return [str(f) for f in files[:n]]
+
+
+def simulated_actions(rollout: dict) -> int:
+    return rollout["horizon"] - rollout["sim_start"]
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+# ---- in-process ------------------------------------------------------------------------------
+def inprocess(files: list[str], seeds: int, out: Path) -> dict:
+    """run_events over every (event, seed) on the stand-in object, profiled."""
+    from mfray.data import load_events
+    from mfray.llm.standin import StandInLLM
+    from mfray.sim.checkpoint import run_events
+    from mfray.sim.config import RolloutConfig
+    from mfray.sim.identity import make_identity
+
+    events, problems = load_events(files)
+    assert not problems, problems
+    cfg = RolloutConfig.model_validate(CEILING_ROLLOUT)
+    identity = make_identity(cfg, {"weights": "standin"})
+    llm = StandInLLM()
+    shutil.rmtree(out, ignore_errors=True)
+
+    async def all_runs() -> None:
+        for seed in range(seeds):
+            await run_events(events, llm, cfg, seed, out, identity, concurrency=64, every=4)
+
+    profile = cProfile.Profile()
+    began = time.perf_counter()
+    profile.enable()
+    asyncio.run(all_runs())
+    profile.disable()
+    elapsed = time.perf_counter() - began
+    actions = len(events) * seeds * simulated_actions(CEILING_ROLLOUT)
+    return {"runs": len(events) * seeds, "seconds": elapsed, "actions_per_s": actions / elapsed,
+            "requests_per_s": llm.stats.requests / elapsed, "profile_s": profile_parts(profile, elapsed)}
+
+
+def profile_parts(profile: cProfile.Profile, elapsed: float) -> dict:
+    """Seconds of own time (tottime) per part of PARTS; the rest is the event loop and glue."""
+    stats = pstats.Stats(profile).stats
+    parts = {name: 0.0 for name, _ in PARTS}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.items():
+        path = filename.replace(os.sep, "/")
+        for name, needles in PARTS:
+            if any(n in path for n in needles):
+                parts[name] += tottime
+                break
+    parts["event loop, JSON and the rest"] = max(0.0, elapsed - sum(parts.values()))
+    return {k: round(v, 3) for k, v in parts.items()}
+
+
+# ---- the Ray sweep -----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StandInServer:
+    """`mfray serve --model standin` in its own process on 127.0.0.1."""
+
+    def __enter__(self) -> "StandInServer":
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "mfray.cli", "serve", "--model", "standin", "--port", str(self.port),
+                                      "--max-queue", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.proc.kill()
+        raise RuntimeError("the stand-in server did not come up")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> int:
+        import httpx
+
+        return int(httpx.get(f"{self.base_url}/health", timeout=5).json().get("requests", 0))
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def sweep_config(backend: str, files: list[str], seeds: int, out: Path, actors: int, in_flight: int, per_call: int,
+                 rollout: dict, base_url: str | None = None):
+    from mfray.ray.sweep import SweepConfig
+
+    extra = {"endpoint": {"base_url": f"{base_url}/v1", "model": "standin", "mode": "completions",
+                          "max_concurrency": 256, "timeout_s": 60}} if backend == "endpoint" else {}
+    return SweepConfig.model_validate({
+        "events": files, "methods": [rollout["method"]], "seeds": list(range(seeds)), "out": str(out), "llm": backend,
+        "model": {"path": "standin"}, "actors": actors, "actor_num_cpus": round(1 / actors, 3) if actors > 1 else 0.5,
+        "concurrency": in_flight, "events_per_call": per_call, "checkpoint_every": 4, "progress_every_s": 60,
+        "rollout": rollout, **extra})
+
+
+def replica_requests() -> int:
+    from ray import serve
+
+    from mfray.ray.serve_llm import APP_NAME
+
+    return int(serve.get_app_handle(APP_NAME).stats.remote().result()["requests"])
+
+
+def timed_sweep(cfg, count_requests) -> dict:
+    from jobs.simulate_sweep import run_sweep
+
+    shutil.rmtree(cfg.out, ignore_errors=True)
+    before = count_requests()
+    began = time.perf_counter()
+    rows = run_sweep(cfg)
+    elapsed = time.perf_counter() - began
+    done = [r for r in rows if r["status"] == "done"]
+    actions = sum(int(r["actions"]) for r in done)
+    return {"actors": cfg.actors, "in_flight_per_actor": cfg.concurrency, "events_per_call": cfg.events_per_call,
+            "runs": len(rows), "done": len(done), "seconds": round(elapsed, 2), "actions_per_s": round(actions / elapsed, 1),
+            "requests_per_s": round((count_requests() - before) / elapsed, 1), "load": load()}
+
+
+def ceiling(args) -> dict:
+    import ray
+
+    files = event_files(args.events)
+    out = Path(args.out)
+    result: dict = {"rollout": CEILING_ROLLOUT, "events": len(files), "seeds": args.seeds, "cores": os.cpu_count(),
+                    "load_start": load()}
+    result["inprocess"] = inprocess(files, args.seeds, out / "inprocess")
+    print(json.dumps(result["inprocess"], indent=2), flush=True)
+    grid = [(a, f, c) for a in args.actors for f in args.in_flight for c in args.per_call]
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        from jobs.simulate_sweep import start
+
+        for backend in args.backends:
+            rows = []
+            server = StandInServer() if backend == "endpoint" else None
+            with server or _nothing():
+                start(sweep_config(backend, files, args.seeds, out / backend, 1, 1, 1, CEILING_ROLLOUT,
+                                   server.base_url if server else None))
+                count = server.requests if server else replica_requests
+                for actors, in_flight, per_call in grid:
+                    cfg = sweep_config(backend, files, args.seeds, out / backend, actors, in_flight, per_call,
+                                       CEILING_ROLLOUT, server.base_url if server else None)
+                    rows.append(timed_sweep(cfg, count))
+                    print(backend, json.dumps(rows[-1]), flush=True)
+            result[backend] = rows
+            if backend == "serve":
+                from ray import serve
+
+                serve.shutdown()
+    finally:
+        ray.shutdown()
+    return result
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+# ---- scale ------------------------------------------------------------------------------------
+class RssSampler(threading.Thread):
+    """Samples the RSS of this process and its descendants (the local Ray: GCS, raylet, workers,
+    actors, the replica) every `every_s`, by process kind."""
+
+    def __init__(self, every_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.every_s, self.stop = every_s, threading.Event()
+        self.samples: list[dict] = []  # {"t", "pid", "kind", "rss_mib"}
+        self.began = time.perf_counter()
+
+    @staticmethod
+    def kind(title: str) -> str:
+        for needle, name in (("RolloutActor", "rollout actor"), ("LLMServer", "LLM replica"), ("gcs_server", "GCS"),
+                             ("raylet", "raylet"), ("ServeController", "Serve controller"), ("ProxyActor", "Serve proxy"),
+                             ("dashboard", "dashboard"), ("ray::", "other Ray worker")):
+            if needle in title:
+                return name
+        return "other"
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.is_set():
+            t = time.perf_counter() - self.began
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    rss, title = proc.memory_info().rss, " ".join(proc.cmdline())
+                except psutil.Error:
+                    continue
+                kind = "driver" if proc.pid == me.pid else self.kind(title)
+                self.samples.append({"t": round(t, 1), "pid": proc.pid, "kind": kind, "rss_mib": round(rss / 2**20, 1)})
+            self.stop.wait(self.every_s)
+
+
+def plot_rss(samples: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    by_pid: dict[int, list[dict]] = {}
+    for s in samples:
+        by_pid.setdefault(s["pid"], []).append(s)
+    colours: dict[str, str] = {}
+    for pid, rows in sorted(by_pid.items()):
+        kind = rows[0]["kind"]
+        if max(r["rss_mib"] for r in rows) < 50:
+            continue  # short-lived helpers
+        colour = colours.setdefault(kind, f"C{len(colours)}")
+        ax.plot([r["t"] for r in rows], [r["rss_mib"] for r in rows], color=colour,
+                label=kind if kind not in ax.get_legend_handles_labels()[1] else None, linewidth=1)
+    ax.set_xlabel("seconds into the sweep")
+    ax.set_ylabel("RSS (MiB)")
+    ax.set_title("RSS of every process during the sweep (stand-in LLM)")
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check_dataset(out: Path, expected_runs: int, rollout: dict) -> dict:
+    """Every run once, each with every agent once, in the dataset (read as one table)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from mfray.sim.store import published_runs
+
+    table = ds.dataset(out / "trajectories", partitioning="hive").to_table(columns=["event_id", "method", "seed", "agent_index"])
+    keys = pc.binary_join_element_wise(table["event_id"], table["method"], pc.cast(table["seed"], "string"),
+                                       pc.cast(table["agent_index"], "string"), "|")
+    parts = list((out / "trajectories").rglob("part-*.parquet"))
+    runs = published_runs(out)
+    return {"runs_in_dataset": len(runs), "expected_runs": expected_runs, "rows": table.num_rows,
+            "expected_rows": expected_runs * rollout["horizon"], "duplicate_rows": table.num_rows - len(pc.unique(keys)),
+            "part_files": len(parts), "work_area_files": len([p for p in (out / "in_progress").iterdir()
+                                                              if not p.name.startswith(".")])}
+
+
+def scale(args) -> dict:
+    import ray
+
+    from jobs.simulate_sweep import run_sweep, start
+
+    files = event_files(10**9)
+    seeds = -(-args.runs // len(files))
+    files = files[: -(-args.runs // seeds)]
+    out = Path(args.out) / "scale"
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = sweep_config("serve", files, seeds, out / "sweep", args.actors[0], args.in_flight[0], args.per_call[0], SCALE_ROLLOUT)
+    expected = len(files) * seeds
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    sampler = RssSampler()
+    try:
+        start(cfg)
+        sampler.start()
+        began = time.perf_counter()
+        rows = run_sweep(cfg)
+        elapsed = time.perf_counter() - began
+        sampler.stop.set()
+        sampler.join()
+        began_again = time.perf_counter()
+        again = run_sweep(cfg)
+        rerun_s = time.perf_counter() - began_again
+    finally:
+        sampler.stop.set()
+        ray.shutdown()
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "rss.csv").open("w", encoding="utf-8") as fh:
+        fh.write("t,pid,kind,rss_mib\n")
+        fh.writelines(f"{s['t']},{s['pid']},{s['kind']},{s['rss_mib']}\n" for s in sampler.samples)
+    plot_rss(sampler.samples, out / "rss.png")
+    actions = sum(int(r["actions"]) for r in rows if r["status"] == "done")
+    return {"rollout": SCALE_ROLLOUT, "events": len(files), "seeds": seeds, "grid_rows": expected,
+            "actors": cfg.actors, "in_flight_per_actor": cfg.concurrency, "events_per_call": cfg.events_per_call,
+            "done": sum(r["status"] == "done" for r in rows), "seconds": round(elapsed, 1),
+            "actions_per_s": round(actions / elapsed, 1), "rerun_skipped": sum(r["status"] == "skipped" for r in again),
+            "rerun_seconds": round(rerun_s, 1), **check_dataset(out / "sweep", expected, SCALE_ROLLOUT),
+            **rss_summary(sampler.samples, elapsed, cfg.actors * cfg.concurrency)}
+
+
+def rss_summary(samples: list[dict], elapsed: float, in_flight: int) -> dict:
+    """Per process kind: RSS at 10% and at 100% of the sweep (growth = flat or not), and the
+    rollout actors' growth over their first sample per in-flight run."""
+    out: dict = {}
+    early, late = 0.1 * elapsed, elapsed
+    for kind in sorted({s["kind"] for s in samples}):
+        rows = [s for s in samples if s["kind"] == kind]
+        at = lambda t: sum(max((r["rss_mib"] for r in rows if r["pid"] == pid and r["t"] <= t), default=0)  # noqa: E731
+                           for pid in {r["pid"] for r in rows})
+        out[f"rss_mib_{kind.replace(' ', '_')}"] = {"at_10pct": round(at(early), 1), "at_end": round(at(late), 1)}
+    actors = [s for s in samples if s["kind"] == "rollout actor"]
+    if actors:
+        first = min(s["rss_mib"] for s in actors)
+        out["actor_mib_per_in_flight_run"] = round((max(s["rss_mib"] for s in actors) - first) / max(in_flight, 1), 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("ceiling", "scale"))
+    parser.add_argument("--events", type=int, default=64, help="ceiling: Twitter events")
+    parser.add_argument("--seeds", type=int, default=2, help="ceiling: seeds per event")
+    parser.add_argument("--runs", type=int, default=10000, help="scale: (event, seed) runs")
+    parser.add_argument("--backends", nargs="+", default=["serve", "endpoint"], choices=("serve", "endpoint"))
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[16, 64], help="runs in flight per actor")
+    parser.add_argument("--per-call", type=int, nargs="+", default=[16], help="grid rows per actor call")
+    parser.add_argument("--out", default="runs/orchestration_bench")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    result = ceiling(args) if args.mode == "ceiling" else scale(args)
+    (Path(args.out) / f"{args.mode}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""A simulation output folder: finished runs in one partitioned Parquet dataset, runs in progress
+beside it. Used by `mfray simulate`, the Ray sweep's actors and evaluation.
+
+    <out>/trajectories/method=<method>/part-<token>.parquet   the dataset (complete runs only)
+    <out>/in_progress/<run>.lock | .ckpt.json | .ckpt.parquet  a run being worked on or killed
+    <out>/in_progress/<run>.parquet                          a finished run not yet published
+
+One file per run stops scaling at thousands of runs (file counts, small reads), so finished runs
+are published together: `publish` moves every finished run of the work area into one new part
+file per method, written atomically, and only then deletes the run files; a crash in between
+leaves runs that the next `publish` finds already in the dataset and just clears. The dataset
+never holds a run twice or a run in part: the folder's publish lock serialises publishers, and a
+run is published only while its run lock is held.
+
+Each part file holds whole runs, one after another, and says which in its footer (`mfray.runs`:
+per run its name, row count and run metadata: identity, event digest, method, seed). The rows
+carry their own method column as well, so pyarrow (`pyarrow.dataset.dataset(root,
+partitioning="hive")`) and Ray Data (`ray.data.read_parquet(root)`) read the folder as one table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mfray.files import RunBusy, atomic_write, remove_lock, run_lock, safe_name
+from mfray.sim.trajectory import (
+    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, SCHEMA, run_meta, run_name,
+    table_to_records,
+)
+from mfray.types import StepRecord
+
+DATASET_DIR = "trajectories"
+WORK_DIR = "in_progress"
+PARTS_KEY = "mfray.runs"
+_PUBLISH_LOCK = ".publish.lock"
+
+
+def dataset_root(out_dir: str | Path) -> Path:
+    """The dataset of finished runs in an output folder."""
+    return Path(out_dir) / DATASET_DIR
+
+
+def work_dir(out_dir: str | Path) -> Path:
+    """Where runs in progress (and finished runs not yet published) live."""
+    return Path(out_dir) / WORK_DIR
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The work-area paths of one (event, method, seed) run."""
+
+    final: Path  # the finished run, until `publish` moves it into the dataset
+    state: Path
+    records: Path
+    lock: Path
+
+    @classmethod
+    def of(cls, out_dir: str | Path, event_id: str, method: str, seed: int) -> "RunFiles":
+        stem = work_dir(out_dir) / run_name(event_id, method, seed)
+        # Suffixes appended to the stem, never Path.with_suffix: an encoded id may hold dots.
+        return cls(Path(f"{stem}{FINAL_SUFFIX}"), Path(f"{stem}{CKPT_STATE_SUFFIX}"), Path(f"{stem}{CKPT_RECORDS_SUFFIX}"),
+                   Path(f"{stem}{LOCK_SUFFIX}"))
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """One complete run in the dataset: rows `offset`..`offset + rows - 1` of `part`."""
+
+    name: str
+    meta: dict
+    part: Path
+    offset: int
+    rows: int
+
+    @property
+    def method(self) -> str:
+        return self.meta["method"]
+
+
+def part_runs(part: Path) -> list[PublishedRun]:
+    """The runs a part file holds, from its footer."""
+    entries = json.loads((pq.read_schema(part).metadata or {})[PARTS_KEY.encode()])
+    out, offset = [], 0
+    for entry in entries:
+        meta = {k: v for k, v in entry.items() if k not in ("run", "rows")}
+        out.append(PublishedRun(entry["run"], meta, part, offset, entry["rows"]))
+        offset += entry["rows"]
+    return out
+
+
+# Footers already read, by part path and (size, mtime): parts are immutable once published,
+# except when `publish` rewrites one to drop a run redone under --overwrite (a new stamp).
+_FOOTERS: dict[Path, tuple[tuple[int, int], list[PublishedRun]]] = {}
+
+
+def published_runs(out_dir: str | Path) -> dict[str, PublishedRun]:
+    """Every run in the dataset by run name (mfray.sim.trajectory.run_name). Lists the part files
+    each call; reads only the footers of parts not seen before."""
+    found: dict[str, PublishedRun] = {}
+    for part in _part_files(dataset_root(out_dir)):
+        try:
+            stat = part.stat()
+        except FileNotFoundError:  # replaced by a publisher since the listing
+            continue
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = _FOOTERS.get(part)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, part_runs(part))
+            _FOOTERS[part] = cached
+        for run in cached[1]:
+            found[run.name] = run
+    return found
+
+
+def _part_files(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for d in root.iterdir() if d.is_dir() and d.name.startswith("method=")
+                  for p in d.glob("part-*.parquet"))
+
+
+def work_runs(out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """(finished but unpublished run files, names of runs in progress: a checkpoint or a lock but
+    no finished file) in the work area. Checkpoint records are never finished runs."""
+    folder = work_dir(out_dir)
+    if not folder.is_dir():
+        return [], []
+    finished = sorted(p for p in folder.glob(f"*{FINAL_SUFFIX}")
+                      if not p.name.endswith(CKPT_RECORDS_SUFFIX) and not p.name.startswith("."))
+    names = {p.name[: -len(FINAL_SUFFIX)] for p in finished}
+    pending = set()
+    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, LOCK_SUFFIX):
+        pending |= {p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")}
+    return finished, sorted(pending - names)
+
+
+def read_runs(runs: Iterable[PublishedRun]) -> Iterator[tuple[PublishedRun, list[StepRecord]]]:
+    """Each run with its records, reading every part file once (runs grouped by part, in the
+    order given within a part)."""
+    by_part: dict[Path, list[PublishedRun]] = {}
+    for run in runs:
+        by_part.setdefault(run.part, []).append(run)
+    for part, group in by_part.items():
+        table = pq.read_table(part, schema=SCHEMA)
+        for run in group:
+            yield run, table_to_records(table.slice(run.offset, run.rows))
+
+
+def publish(out_dir: str | Path) -> dict[str, Path]:
+    """Move every finished run of the work area into the dataset: one new part file per method,
+    written atomically, then the run files removed. A run already in the dataset under the same
+    identity is only cleared from the work area; one there under another identity (redone with
+    overwrite) is dropped from its old part. Runs whose lock another process holds are left for
+    a later call. Returns {run name: part path} of the runs now in the dataset."""
+    work = work_dir(out_dir)
+    if not work.is_dir():
+        return {}
+    landed: dict[str, Path] = {}
+    with run_lock(work / _PUBLISH_LOCK, wait=True), ExitStack() as held:
+        published = published_runs(out_dir)
+        new: dict[str, list[tuple[str, dict, pa.Table]]] = {}  # method -> runs
+        clear: list[tuple[Path, Path]] = []  # (finished file, its lock) to remove once published
+        for path in work_runs(out_dir)[0]:
+            name = path.name[: -len(FINAL_SUFFIX)]
+            lock = path.with_name(f"{name}{LOCK_SUFFIX}")
+            try:
+                held.enter_context(run_lock(lock))
+            except RunBusy:
+                continue
+            if not path.exists():  # published by another process between our listing and our lock
+                remove_lock(lock)
+                continue
+            meta = run_meta(path)
+            if meta is None:  # the sim's own writer always records it: a stray file, left alone
+                continue
+            old = published.get(name)
+            if old is not None and (old.meta.get("identity"), old.meta.get("event_digest")) == (
+                    meta.get("identity"), meta.get("event_digest")):
+                landed[name] = old.part
+            else:
+                new.setdefault(meta["method"], []).append((name, meta, pq.read_table(path, schema=SCHEMA)))
+            clear.append((path, lock))
+        redone = {name for runs in new.values() for name, _, _ in runs if name in published}
+        for method, runs in sorted(new.items()):
+            part = _write_part(_new_part(out_dir, method), runs)
+            landed.update({name: part for name, _, _ in runs})
+        for part in sorted({published[name].part for name in redone}):
+            _drop_runs(part, redone)
+        for path, lock in clear:
+            path.unlink(missing_ok=True)
+            remove_lock(lock)
+    return landed
+
+
+def publish_and_locate(out_dir: str | Path, paths: list[Path | None]) -> list[Path | None]:
+    """`publish`, then where each of `paths` (a run's finished file or part, or None) lives now:
+    its part file once published (by this call or by another process's), else as given."""
+    publish(out_dir)
+    index = published_runs(out_dir)
+
+    def where(path: Path | None) -> Path | None:
+        if path is None or not path.name.endswith(FINAL_SUFFIX):
+            return path
+        run = index.get(path.name[: -len(FINAL_SUFFIX)])
+        return run.part if run is not None else path
+
+    return [where(p) for p in paths]
+
+
+def _write_part(path: Path, runs: list[tuple[str, dict, pa.Table]]) -> Path:
+    """Write `runs` (name, run metadata, rows) one after another to `path`, atomically, with the
+    footer that part_runs reads."""
+    entries = [{"run": name, "rows": table.num_rows, **meta} for name, meta, table in runs]
+    table = pa.concat_tables([t.replace_schema_metadata(None) for _, _, t in runs])
+    table = table.replace_schema_metadata({PARTS_KEY: json.dumps(entries, sort_keys=True, ensure_ascii=False)})
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _new_part(out_dir: str | Path, method: str) -> Path:
+    return dataset_root(out_dir) / f"method={safe_name(method)}" / f"part-{os.getpid()}-{secrets.token_hex(6)}.parquet"
+
+
+def _drop_runs(part: Path, names: set[str]) -> None:
+    """Rewrite `part` without the runs in `names` (removed when none is left)."""
+    keep = [r for r in part_runs(part) if r.name not in names]
+    if not keep:
+        part.unlink(missing_ok=True)
+        return
+    table = pq.read_table(part, schema=SCHEMA)
+    _write_part(part, [(r.name, r.meta, table.slice(r.offset, r.rows)) for r in keep])
