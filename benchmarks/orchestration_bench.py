@@ -172,7 +172,7 @@ def sweep_config(backend: str, files: list[str], seeds: int, out: Path, actors: 
         "events": files, "methods": [rollout["method"]], "seeds": list(range(seeds)), "out": str(out), "llm": backend,
         "model": {"path": "standin"}, "actors": actors, "actor_num_cpus": round(1 / actors, 3) if actors > 1 else 0.5,
         "concurrency": in_flight, "events_per_call": per_call, "checkpoint_every": 4, "progress_every_s": 60,
-        "rollout": rollout, **extra})
+        "llm_max_queue": max(256, actors * in_flight * rollout["agents_per_step"]), "rollout": rollout, **extra})
 
 
 def replica_requests() -> int:
@@ -216,8 +216,9 @@ def ceiling(args) -> dict:
             rows = []
             server = StandInServer() if backend == "endpoint" else None
             with server or _nothing():
-                start(sweep_config(backend, files, args.seeds, out / backend, 1, 1, 1, CEILING_ROLLOUT,
-                                   server.base_url if server else None))
+                # Deployed once, with a queue for the largest point of the grid.
+                start(sweep_config(backend, files, args.seeds, out / backend, max(args.actors), max(args.in_flight), 1,
+                                   CEILING_ROLLOUT, server.base_url if server else None))
                 count = server.requests if server else replica_requests
                 for actors, in_flight, per_call in grid:
                     cfg = sweep_config(backend, files, args.seeds, out / backend, actors, in_flight, per_call,
@@ -262,6 +263,12 @@ class RssSampler(threading.Thread):
                 return name
         return "other"
 
+    def final_kinds(self) -> list[dict]:
+        """The samples with each process's kind as it was last seen: a Ray worker takes its
+        actor's title only once the actor starts."""
+        last = {s["pid"]: s["kind"] for s in self.samples}
+        return [{**s, "kind": last[s["pid"]]} for s in self.samples]
+
     def run(self) -> None:
         import psutil
 
@@ -279,30 +286,39 @@ class RssSampler(threading.Thread):
 
 
 def plot_rss(samples: list[dict], path: Path) -> None:
+    """Left: RSS of each process over the sweep, one colour per kind. Right: the sum per kind."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    kinds = sorted({s["kind"] for s in samples})
+    colour = {k: plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")(i) for i, k in enumerate(kinds)}
+    fig, (each, total) = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
     by_pid: dict[int, list[dict]] = {}
     for s in samples:
         by_pid.setdefault(s["pid"], []).append(s)
-    colours: dict[str, str] = {}
-    for pid, rows in sorted(by_pid.items()):
+    labelled: set[str] = set()
+    for rows in by_pid.values():
         kind = rows[0]["kind"]
-        if max(r["rss_mib"] for r in rows) < 50:
-            continue  # short-lived helpers
-        colour = colours.setdefault(kind, f"C{len(colours)}")
-        ax.plot([r["t"] for r in rows], [r["rss_mib"] for r in rows], color=colour,
-                label=kind if kind not in ax.get_legend_handles_labels()[1] else None, linewidth=1)
-    ax.set_xlabel("seconds into the sweep")
-    ax.set_ylabel("RSS (MiB)")
-    ax.set_title("RSS of every process during the sweep (stand-in LLM)")
-    ax.legend(fontsize=8, loc="upper left", ncol=2)
-    ax.grid(alpha=0.3)
+        each.plot([r["t"] for r in rows], [r["rss_mib"] for r in rows], color=colour[kind], linewidth=1,
+                  label=None if kind in labelled else kind)
+        labelled.add(kind)
+    times = sorted({s["t"] for s in samples})
+    for kind in kinds:
+        sums = {t: 0.0 for t in times}
+        for s in samples:
+            if s["kind"] == kind:
+                sums[s["t"]] += s["rss_mib"]
+        total.plot(times, [sums[t] for t in times], color=colour[kind], label=kind)
+    for ax, title in ((each, "each process"), (total, "sum per kind of process")):
+        ax.set_xlabel("seconds into the sweep")
+        ax.set_ylabel("RSS (MiB)")
+        ax.set_title(f"RSS, {title} (stand-in LLM)")
+        ax.grid(alpha=0.3)
+    total.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -353,33 +369,38 @@ def scale(args) -> dict:
         sampler.stop.set()
         ray.shutdown()
     out.mkdir(parents=True, exist_ok=True)
+    samples = sampler.final_kinds()
     with (out / "rss.csv").open("w", encoding="utf-8") as fh:
         fh.write("t,pid,kind,rss_mib\n")
-        fh.writelines(f"{s['t']},{s['pid']},{s['kind']},{s['rss_mib']}\n" for s in sampler.samples)
-    plot_rss(sampler.samples, out / "rss.png")
+        fh.writelines(f"{s['t']},{s['pid']},{s['kind']},{s['rss_mib']}\n" for s in samples)
+    plot_rss(samples, out / "rss.png")
     actions = sum(int(r["actions"]) for r in rows if r["status"] == "done")
     return {"rollout": SCALE_ROLLOUT, "events": len(files), "seeds": seeds, "grid_rows": expected,
             "actors": cfg.actors, "in_flight_per_actor": cfg.concurrency, "events_per_call": cfg.events_per_call,
             "done": sum(r["status"] == "done" for r in rows), "seconds": round(elapsed, 1),
             "actions_per_s": round(actions / elapsed, 1), "rerun_skipped": sum(r["status"] == "skipped" for r in again),
             "rerun_seconds": round(rerun_s, 1), **check_dataset(out / "sweep", expected, SCALE_ROLLOUT),
-            **rss_summary(sampler.samples, elapsed, cfg.actors * cfg.concurrency)}
+            **rss_summary(samples, elapsed, cfg.concurrency)}
 
 
-def rss_summary(samples: list[dict], elapsed: float, in_flight: int) -> dict:
-    """Per process kind: RSS at 10% and at 100% of the sweep (growth = flat or not), and the
-    rollout actors' growth over their first sample per in-flight run."""
+def rss_summary(samples: list[dict], elapsed: float, in_flight_per_actor: int) -> dict:
+    """Per process kind, the summed RSS at 10% and at the end of the sweep (flat or not); per
+    rollout actor the same, and an upper bound of the memory one in-flight run holds: an actor's
+    RSS at 10% (every run slot busy) over its runs in flight."""
+    def at(rows: list[dict], t: float) -> float:
+        pids = {r["pid"] for r in rows}
+        return sum(max((r["rss_mib"] for r in rows if r["pid"] == pid and r["t"] <= t), default=0) for pid in pids)
+
     out: dict = {}
-    early, late = 0.1 * elapsed, elapsed
     for kind in sorted({s["kind"] for s in samples}):
         rows = [s for s in samples if s["kind"] == kind]
-        at = lambda t: sum(max((r["rss_mib"] for r in rows if r["pid"] == pid and r["t"] <= t), default=0)  # noqa: E731
-                           for pid in {r["pid"] for r in rows})
-        out[f"rss_mib_{kind.replace(' ', '_')}"] = {"at_10pct": round(at(early), 1), "at_end": round(at(late), 1)}
-    actors = [s for s in samples if s["kind"] == "rollout actor"]
-    if actors:
-        first = min(s["rss_mib"] for s in actors)
-        out["actor_mib_per_in_flight_run"] = round((max(s["rss_mib"] for s in actors) - first) / max(in_flight, 1), 3)
+        out[f"rss_mib_{kind.replace(' ', '_')}"] = {"at_10pct": round(at(rows, 0.1 * elapsed), 1), "at_end": round(at(rows, elapsed), 1)}
+    actors = sorted({s["pid"] for s in samples if s["kind"] == "rollout actor"})
+    per_actor = [{"at_10pct": at([s for s in samples if s["pid"] == pid], 0.1 * elapsed),
+                  "at_end": at([s for s in samples if s["pid"] == pid], elapsed)} for pid in actors]
+    out["rollout_actors_rss_mib"] = per_actor
+    if per_actor:
+        out["mib_per_in_flight_run_at_most"] = round(max(a["at_10pct"] for a in per_actor) / in_flight_per_actor, 2)
     return out
 
 

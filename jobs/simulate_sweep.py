@@ -8,7 +8,9 @@ published, a part file per actor call and method, into the Parquet dataset `out`
 (mfray.sim.store; pyarrow and Ray Data read it as one table), plus sweep_log.jsonl (every summary row, appended as batches
 finish) and sweep_summary.csv (the merged view over all attempts). Rerunning skips finished runs
 made under the same config and refuses runs made under another (--set overwrite=true redoes
-them); a killed actor is restarted and its runs resume from their last checkpoint.
+them); a killed actor is restarted and its runs resume from their last checkpoint. With an
+`evaluate:` section the same job then annotates and scores the runs as Ray Data stages
+(mfray.ray.evaluation), writing the report under evaluate.out.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def start(cfg: SweepConfig) -> None:
     if cfg.llm == "serve":
         from mfray.ray.serve_llm import deploy_llm_server
 
-        check_queue(cfg, replica_max_queue())
-        deploy_llm_server(cfg.model, name=cfg.serve_app, options={"ray_actor_options": replica})
+        check_queue(cfg, cfg.llm_max_queue or replica_max_queue())
+        queue = {} if cfg.llm_max_queue is None else {"max_queue": cfg.llm_max_queue}
+        deploy_llm_server(cfg.model, name=cfg.serve_app, options={"ray_actor_options": replica}, **queue)
 
 
 def run_sweep(cfg: SweepConfig) -> list[dict]:
@@ -83,11 +86,30 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     return summary
 
 
+def evaluate_sweep(cfg: SweepConfig) -> list[dict]:
+    """The chained evaluation (cfg.evaluate) of the sweep's runs, on Ray Data in this job. The
+    sweep's LLMServer app is deleted first: its CPU goes to the evaluation's actor pools."""
+    from mfray.ray.evaluation import evaluate_on_ray
+
+    if cfg.llm == "serve":
+        from ray import serve
+
+        serve.delete(cfg.serve_app)
+    print(f"evaluating the sweep's runs into {cfg.evaluate.out}", flush=True)
+    rows = evaluate_on_ray(cfg.evaluate, annotator_actors=cfg.evaluate_annotator_actors)
+    print(f"evaluation: {len(rows)} metric rows; tables and plots in {cfg.evaluate.out}", flush=True)
+    return rows
+
+
 def main(cfg: SweepConfig) -> list[dict]:
+    """Run the sweep (and, with `evaluate:`, its evaluation); the sweep's summary rows."""
     if not ray.is_initialized():
         ray.init()
     start(cfg)
-    return run_sweep(cfg)
+    rows = run_sweep(cfg)
+    if cfg.evaluate is not None:
+        evaluate_sweep(cfg)
+    return rows
 
 
 if __name__ == "__main__":

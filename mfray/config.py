@@ -56,6 +56,9 @@ class EndpointConfig(StrictModel):
     # top_k / repetition_penalty go in the request body (vLLM, Ray Serve and mfray accept them);
     # OpenAI proper rejects unknown fields: set false there.
     extra_sampling: bool = True
+    # Prepended to an adapter's name to make the `model` a request names: ray.serve.llm serves a
+    # LoRA adapter as "<model_id>:<adapter>" (serve_configs/vllm.yaml), so "mfray-base:" there.
+    adapter_prefix: str = ""
 
 
 class SamplingConfig(StrictModel):

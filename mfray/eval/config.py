@@ -13,7 +13,7 @@ from mfray.eval.evaluate import DEFAULT_MAX_FAILURE_RATE
 class EvaluateConfig(StrictModel):
     """Annotate trajectories (real and simulated sides alike) and compute the metrics."""
 
-    trajectories: str = Field(description="a folder of trajectory Parquet files (mfray simulate --out)")
+    trajectories: str = Field(description="a simulation output folder (mfray simulate --out, a sweep's out)")
     out: str = "runs/evaluate"
     # offline: rules (the default, best measured on unseen events); learned / hybrid: fitted on
     # the gold file at build time (mfray/eval/annotators.py); llm: any OpenAI-compatible endpoint.

@@ -19,6 +19,7 @@ def build_llm(model, endpoint=None):
             max_retries=endpoint.max_retries,
             backoff_s=endpoint.backoff_s,
             send_extra_sampling=endpoint.extra_sampling,
+            adapter_prefix=endpoint.adapter_prefix,
         )
     return load_engine(model.path, dtype=model.dtype, device=model.device, adapters=model.adapters, max_batch=model.max_batch)
 

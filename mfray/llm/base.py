@@ -85,6 +85,17 @@ class Generation:
     retries: int = 0  # extra attempts the backend made for this prompt (HTTP or handle retries)
 
 
+@dataclass
+class EngineStats:
+    """Running token accounting of one in-process engine (mfray.llm.local, mfray.llm.standin)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    scored_tokens: int = 0
+    busy_s: float = 0.0
+
+
 @runtime_checkable
 class LLM(Protocol):
     """What the simulation, evaluation and training code need from a language model.

@@ -19,21 +19,10 @@ from typing import Sequence
 
 import torch
 
-from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess, prompt_seeds
+from mfray.llm.base import EngineStats, Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
 from mfray.llm.prefill import prefill, stackable
 from mfray.llm.scoring import completion_logprobs
-
-
-@dataclass
-class EngineStats:
-    """Running token accounting of one engine."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    scored_tokens: int = 0
-    busy_s: float = 0.0
 
 
 @dataclass

@@ -151,8 +151,8 @@ class OpenAIBackend:
 
     String prompts go to /v1/completions as is; chat prompts go to /v1/chat/completions (the
     server renders the chat template). mode="completions" is for servers without chat support:
-    chat prompts are then refused up front. `adapter` is sent as the `model` field (vLLM's
-    multi-LoRA convention), else `model`.
+    chat prompts are then refused up front. `adapter` is sent as the `model` field, after
+    `adapter_prefix` (vLLM's multi-LoRA convention; "<model_id>:" under ray.serve.llm), else `model`.
 
     `send_extra_sampling`: send top_k and repetition_penalty in the body (vLLM and mfray's server
     accept them; OpenAI proper rejects unknown fields). `send_first_line`: send mfray's
@@ -175,6 +175,7 @@ class OpenAIBackend:
         score_endpoint: bool = False,
         score_chunk: int = 32,
         rng_seed: int = 0,
+        adapter_prefix: str = "",
     ) -> None:
         if mode not in ("chat", "completions"):
             raise ValueError(f"mode must be 'chat' or 'completions', got {mode!r}")
@@ -191,6 +192,7 @@ class OpenAIBackend:
         self.send_first_line = send_first_line
         self.score_endpoint = score_endpoint
         self.score_chunk = max(1, score_chunk)
+        self.adapter_prefix = adapter_prefix
         self.stats = BackendStats()
         # Local servers accept any key; the key itself is only handed to the client, never logged.
         self._api_key = os.environ.get(api_key_env) or "EMPTY"
@@ -292,6 +294,10 @@ class OpenAIBackend:
         response = await resource.with_raw_response.create(**kw)
         return _parse_reply(response.http_response, reply_type)
 
+    def _model(self, adapter: str | None) -> str:
+        """The `model` field of a request for `adapter` (None: the base model)."""
+        return self.model if adapter is None else f"{self.adapter_prefix}{adapter}"
+
     def _sampling_kwargs(self, s: SamplingParams, seed: int | None) -> dict[str, Any]:
         kw: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens}
         if seed is not None:
@@ -321,7 +327,7 @@ class OpenAIBackend:
             raise ValueError(
                 "mode='completions' cannot send chat prompts: render them to strings first or use mode='chat'"
             )
-        model = adapter or self.model
+        model = self._model(adapter)
         return await self._gather([self._generate_one(p, sampling, seed, model) for p, seed in zip(prompts, seeds)])
 
     async def _generate_one(self, prompt: Prompt, sampling: SamplingParams, seed: int | None, model: str) -> Generation:
@@ -369,7 +375,7 @@ class OpenAIBackend:
         still fails after retries (no partial result)."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        model = adapter or self.model
+        model = self._model(adapter)
         if self.score_endpoint:
             chunks = [
                 (prompts[i : i + self.score_chunk], completions[i : i + self.score_chunk])

@@ -23,8 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from mfray.llm.base import Generation, Prompt, SamplingParams, postprocess, prompt_seeds
-from mfray.llm.local import EngineStats
+from mfray.llm.base import EngineStats, Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 
 STANDIN_PATH = "standin"
 

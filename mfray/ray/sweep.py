@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mfray.config import StrictModel
+from mfray.eval.config import EvaluateConfig
 from mfray.sim.config import SimulateConfig
 
 # resumed_step: the step a run started at in this attempt (0: from scratch, >0: from a checkpoint
@@ -45,6 +46,27 @@ class SweepConfig(SimulateConfig):
     # Ray starts workers at nice 15 so its control plane stays responsive; the replica is where
     # a sweep's work happens, and at nice 15 it loses CPU to every nice-0 process on the node.
     llm_niceness: int | None = Field(None, ge=0, le=19, description="nice value of the LLMServer replica (None: Ray's 15)")
+    # The replica refuses prompts past its queue bound (Overloaded); a sweep with many runs in
+    # flight against a fast engine (vLLM, the stand-in) needs room for all their prompts.
+    llm_max_queue: int | None = Field(None, ge=1, description="prompts the LLMServer replica lets wait (None: its default)")
+
+    # When set, the job evaluates its own runs once every rollout is done (mfray.ray.evaluation:
+    # annotation, NLL and metrics as Ray Data stages over the sweep's dataset); `trajectories`
+    # is the sweep's `out` and may be left out.
+    evaluate: EvaluateConfig | None = None
+    evaluate_annotator_actors: int = Field(1, ge=1, description="annotator actors of the chained evaluation")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluate_this_sweep(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("evaluate"), dict):
+            out = data.get("out", cls.model_fields["out"].default)
+            given = data["evaluate"].get("trajectories")
+            if given is not None and given != out:
+                raise ValueError(f"evaluate.trajectories={given!r} but the sweep writes to out={out!r}: a sweep "
+                                 "evaluates its own runs (leave evaluate.trajectories out)")
+            data = {**data, "evaluate": {**data["evaluate"], "trajectories": out}}
+        return data
 
     @field_validator("actor_num_cpus")
     @classmethod

@@ -63,12 +63,16 @@ def check_identity(found: dict | None, want: dict, path: Path) -> None:
                            "write to a new folder (--out) or pass --overwrite (--set overwrite=true) to redo it")
 
 
+# How old a view of the dataset a run's start may use (mfray.sim.store.published_runs).
+VIEW_MAX_AGE_S = 5.0
+
+
 def finished_run(out_dir: str | Path, files: RunFiles, meta: dict) -> Path | None:
     """Where the run is already finished like `meta` (identity, event content): its part file in
     the dataset or its finished file in the work area; None when it is not."""
     if files.final.exists() and _same_run(run_meta(files.final), meta):
         return files.final
-    found = published_runs(out_dir).get(files.final.name[: -len(FINAL_SUFFIX)])
+    found = published_runs(out_dir, VIEW_MAX_AGE_S).get(files.final.name[: -len(FINAL_SUFFIX)])
     return found.part if found is not None and _same_run(found.meta, meta) else None
 
 
@@ -76,7 +80,7 @@ def _check_done_differently(out_dir: str | Path, files: RunFiles, meta: dict) ->
     """Raise IdentityMismatch when the run is finished, published or not, under another identity."""
     if files.final.exists():
         check_identity(run_meta(files.final), meta, files.final)
-    found = published_runs(out_dir).get(files.final.name[: -len(FINAL_SUFFIX)])
+    found = published_runs(out_dir, VIEW_MAX_AGE_S).get(files.final.name[: -len(FINAL_SUFFIX)])
     if found is not None:
         check_identity(found.meta, meta, found.part)
 

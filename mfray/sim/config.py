@@ -160,10 +160,12 @@ class RolloutConfig(StrictModel):
 
     def adapters(self) -> tuple[str | None, str | None]:
         """(policy adapter, mean-field adapter) for the method: sft and mf_ibtune use the
-        adapters that training writes under these names unless the config names others."""
+        adapters that training writes under these names unless the config names others; the
+        other methods run the base model whatever the config names."""
         policy_default = {"sft": "sft", "mf_ibtune": "ib_policy"}.get(self.method)
         mf_default = "ib_mean_field" if self.method == "mf_ibtune" else None
-        return self.policy_adapter or policy_default, self.mean_field_adapter or mf_default
+        return (policy_default and (self.policy_adapter or policy_default),
+                mf_default and (self.mean_field_adapter or mf_default))
 
 
 class SimulateConfig(StrictModel):

@@ -69,18 +69,20 @@ def _endpoint_backend(endpoint, adapters: tuple[str | None, ...]) -> dict:
     """Backend part for an OpenAI-compatible endpoint: its URL, model and request mode. The
     server's weights cannot be seen from here; adapters are recorded by the names sent."""
     return {"endpoint": endpoint.base_url, "model": endpoint.model, "mode": endpoint.mode,
-            "extra_sampling": endpoint.extra_sampling, "adapters": sorted({a for a in adapters if a is not None})}
+            "extra_sampling": endpoint.extra_sampling,
+            "adapters": sorted({f"{endpoint.adapter_prefix}{a}" for a in adapters if a is not None})}
 
 
 # event_digest's memo: id(event) -> (event, digest). Holding the event keeps its id from being
-# reused; a sweep actor digests the same event for every (method, seed) run of it.
+# reused; a sweep actor digests the same event for every (method, seed) run of it, and its grid
+# rows come event by event, so a few suffice (an event of 15,000 tweets holds tens of MiB).
 _DIGESTS: dict[int, tuple[Event, str]] = {}
-_DIGESTS_KEPT = 64
+_DIGESTS_KEPT = 8
 
 
 def event_digest(event: Event) -> str:
     """16 hex digits of the sha256 of the event's full content (topic, every response, profiles).
-    Memoised per event object (the records are frozen), the last 64 events."""
+    Memoised per event object (the records are frozen), the last 8 events."""
     hit = _DIGESTS.get(id(event))
     if hit is not None and hit[0] is event:
         return hit[1]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +103,22 @@ def part_runs(part: Path) -> list[PublishedRun]:
 _FOOTERS: dict[Path, tuple[tuple[int, int], list[PublishedRun]]] = {}
 
 
-def published_runs(out_dir: str | Path) -> dict[str, PublishedRun]:
-    """Every run in the dataset by run name (mfray.sim.trajectory.run_name). Lists the part files
-    each call; reads only the footers of parts not seen before."""
+# The last view of each dataset in this process: root -> (when, runs). `publish` drops it.
+_VIEWS: dict[Path, tuple[float, dict[str, "PublishedRun"]]] = {}
+
+
+def published_runs(out_dir: str | Path, max_age_s: float = 0.0) -> dict[str, PublishedRun]:
+    """Every run in the dataset by run name (mfray.sim.trajectory.run_name). Lists and stats the
+    part files, reading only the footers of parts not seen before; with `max_age_s`, this
+    process's last view is reused while younger than that (a sweep asks once per run, and the
+    listing grows with the dataset). A stale view only misses runs other processes published
+    meanwhile: such a run is redone, and `publish` keeps its first copy."""
+    root = dataset_root(out_dir)
+    seen = _VIEWS.get(root)
+    if max_age_s > 0 and seen is not None and time.monotonic() - seen[0] <= max_age_s:
+        return seen[1]
     found: dict[str, PublishedRun] = {}
-    for part in _part_files(dataset_root(out_dir)):
+    for part in _part_files(root):
         try:
             stat = part.stat()
         except FileNotFoundError:  # replaced by a publisher since the listing
@@ -118,6 +130,7 @@ def published_runs(out_dir: str | Path) -> dict[str, PublishedRun]:
             _FOOTERS[part] = cached
         for run in cached[1]:
             found[run.name] = run
+    _VIEWS[root] = (time.monotonic(), found)
     return found
 
 
@@ -198,6 +211,7 @@ def publish(out_dir: str | Path) -> dict[str, Path]:
         for path, lock in clear:
             path.unlink(missing_ok=True)
             remove_lock(lock)
+        _VIEWS.pop(dataset_root(out_dir), None)
     return landed
 
 

@@ -169,3 +169,28 @@ def test_killed_actor_resumes_its_runs_from_checkpoints(local_ray, data_dir, tin
         assert sorted(t["agent_index"]) == list(range(240))
     assert not allrows.duplicated(["event_id", "method", "seed", "agent_index"]).any()
     assert [p.name for p in (out / "in_progress").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_a_sweep_evaluates_its_own_runs_when_asked(local_ray, data_dir, tiny_model_dir, tmp_path):
+    """`evaluate:` chains the Ray Data evaluation after the rollouts, in the same job, over the
+    sweep's own dataset; its trajectories folder is the sweep's out (another one is refused)."""
+    from pydantic import ValidationError
+
+    from jobs.simulate_sweep import main
+
+    spec = {
+        "events": [str(data_dir / "twitter_rumdect/E102.json")], "methods": ["state", "mf"], "out": str(tmp_path / "out"),
+        "actors": 1, "actor_num_cpus": 0.5, "llm": "local", "model": {"path": str(tiny_model_dir)},
+        "rollout": {"horizon": 48, "agents_per_step": 16, "sim_start": 16, "policy": {"max_new_tokens": 4},
+                    "mean_field": {"temperature": 0.1, "max_new_tokens": 8, "first_line": False}},
+        "evaluate": {"out": str(tmp_path / "eval"), "eval_start": 16, "eval_end": 48, "nll_model": None, "noise_seeds": [0]},
+    }
+    with pytest.raises(ValidationError, match="a sweep evaluates its own runs"):
+        SweepConfig.model_validate({**spec, "evaluate": {**spec["evaluate"], "trajectories": str(tmp_path / "other")}})
+    cfg = SweepConfig.model_validate(spec)
+    assert cfg.evaluate.trajectories == str(tmp_path / "out")
+    rows = main(cfg)
+    assert sorted(r["status"] for r in rows) == ["done", "done"]
+    kl = (tmp_path / "eval" / "kl.md").read_text(encoding="utf-8")
+    assert "| mf |" in kl and "| state |" in kl
+    assert (tmp_path / "eval" / "summary.md").is_file() and (tmp_path / "eval" / "realism.csv").is_file()

@@ -238,3 +238,15 @@ def test_prompt_style_shapes_prompts_and_reads_generations_back(style):
         assert any(r.state_text for r in simulated) and any(not r.state_text for r in simulated)
         assert {r.simulated_text for r in simulated} == {"RT @a: b"}
         assert recs[-1].mean_field == "Stance: most users doubt it.\nEmotions: calm."
+
+
+def test_adapter_names_apply_to_the_methods_that_use_adapters_only():
+    from mfray.sim.config import RolloutConfig
+
+    named = {"policy_adapter": "p", "mean_field_adapter": "m"}
+    assert RolloutConfig(method="mf_ibtune").adapters() == ("ib_policy", "ib_mean_field")
+    assert RolloutConfig(method="mf_ibtune", **named).adapters() == ("p", "m")
+    assert RolloutConfig(method="sft").adapters() == ("sft", None)
+    assert RolloutConfig(method="sft", **named).adapters() == ("p", None)
+    for method in ("state", "recent", "popular", "mf"):  # the base model, whatever a sweep's config names
+        assert RolloutConfig(method=method, **named).adapters() == (None, None)
