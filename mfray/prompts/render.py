@@ -81,8 +81,12 @@ def prompt_hash(prompt: list[ChatMessage] | str) -> str:
     """Short stable hash of a prompt, recorded with each action to tie outputs to inputs: of its
     JSON, as a trajectory stores it (mfray.sim.trajectory.encode_prompt), for a chat and a raw
     string alike."""
-    blob = json.dumps(prompt, ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return encoded_prompt_hash(json.dumps(prompt, ensure_ascii=False, sort_keys=True))
+
+
+def encoded_prompt_hash(encoded: str) -> str:
+    """prompt_hash of a prompt already encoded as a trajectory stores it (encode_prompt)."""
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:16]
 
 
 def policy_prompt(

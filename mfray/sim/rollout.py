@@ -26,7 +26,7 @@ from typing import Literal
 from mfray.data.state import state_text
 from mfray.llm.base import Generation, Prompt, SamplingParams
 from mfray.prompts.parse import mean_field_text, post_text
-from mfray.prompts.render import mean_field_prompt, policy_prompt, prompt_hash
+from mfray.prompts.render import encoded_prompt_hash, mean_field_prompt, policy_prompt
 from mfray.sim.config import RolloutConfig
 from mfray.sim.context import WindowAction, derive_seed, select_popular, select_recent, signal_at
 from mfray.sim.trajectory import encode_prompt
@@ -261,6 +261,7 @@ class EventRollout:
     def _finish_step(self, next_mean_field: str) -> None:
         signal = signal_at(self.cfg.signals, self.step)
         for a in self._agents:
+            stored = encode_prompt(a.prompt) if a.prompt is not None else None
             self._out.append(
                 StepRecord(
                     event_id=self.event.event_id,
@@ -281,8 +282,8 @@ class EventRollout:
                     failed=a.failed,
                     warmup=a.source == "real",
                     intervention=a.source == "intervention",
-                    prompt_hash=prompt_hash(a.prompt) if a.prompt is not None else "",
-                    policy_prompt=encode_prompt(a.prompt) if a.prompt is not None else None,
+                    prompt_hash=encoded_prompt_hash(stored) if stored is not None else "",
+                    policy_prompt=stored,
                 )
             )
             if a.text is not None:

@@ -5,8 +5,8 @@ It stands behind the project's own endpoint interface (OpenAI-compatible /v1/cha
 and never claims a capability: every successful answer is a canned text naming its request. What
 it injects is a deterministic function of the request body, so a test knows exactly what the
 client had to survive:
-- every `doom_every`-th distinct prompt (messages, by order of first arrival) fails on every
-  attempt and every seed (the client gives up; the rollout's own retries, with new seeds, fail
+- one distinct prompt (messages) in `doom_every`, chosen by its content's hash (so not by the
+  order requests arrive in, which batching changes), fails on every attempt and every seed (the client gives up; the rollout's own retries, with new seeds, fail
   too: the agent is recorded as failed);
 - any other request fails on its first 0, 1 or 2 attempts (by the hash of the whole body, seed
   included), then succeeds;
@@ -37,7 +37,6 @@ class FaultPlan:
         self.by_kind = dict.fromkeys(FAULTS, 0)
         self.answers: list[str] = []
         self.requests = 0
-        self._contents: dict[str, int] = {}  # distinct messages -> order of first arrival
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -50,8 +49,7 @@ class FaultPlan:
             self.requests += 1
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
-            rank = self._contents.setdefault(messages, len(self._contents))
-            doomed = rank % self.doom_every == self.doom_every - 1
+            doomed = int(hashlib.sha256(messages.encode()).hexdigest()[:8], 16) % self.doom_every == 0
             if doomed or attempt < whole % 3:
                 kind = FAULTS[(whole // 3 + attempt) % len(FAULTS)]
                 self.faults += 1
