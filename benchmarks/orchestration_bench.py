@@ -9,10 +9,10 @@ rendering, the event loop, HTTP and JSON or Serve handle calls, Ray Data, checkp
 Parquet dataset. Nothing here is a simulation result.
 
 ceiling: Twitter events x seeds of a fixed rollout (method mf, horizon 64, 16 agents a step, 16
-warm-up agents: 48 simulated actions and 3 policy + 4 mean-field calls per run).
+warm-up agents: 48 simulated actions and 3 policy + 3 mean-field calls per run).
 - inprocess: mfray.sim.checkpoint.run_events in this process on the stand-in object: no Ray, no
-  HTTP; run under cProfile, whose time is split into parts (rendering, rollout, digest, Parquet
-  and checkpoints, the stand-in, the rest: event loop and glue);
+  HTTP; timed, then run again under cProfile, whose time is split into parts (PARTS: rendering,
+  digest, Parquet, JSON, rollout, event loop...);
 - endpoint: the Ray sweep (jobs/simulate_sweep.run_sweep) against `mfray serve --model standin`
   in its own process, one HTTP request per prompt as vLLM's server takes them;
 - serve: the Ray sweep against the LLMServer deployment built on the stand-in (Serve handle calls).
@@ -52,13 +52,18 @@ CEILING_ROLLOUT = {"method": "mf", "horizon": 64, "agents_per_step": 16, "sim_st
                    "policy": {"max_new_tokens": 24}, "mean_field": {"max_new_tokens": 64, "first_line": False}}
 SCALE_ROLLOUT = {"method": "mf", "horizon": 32, "agents_per_step": 8, "sim_start": 16,
                  "policy": {"max_new_tokens": 24}, "mean_field": {"max_new_tokens": 64, "first_line": False}}
-# cProfile's functions by file, grouped into the parts the issue asks about (first match wins).
+# cProfile's functions by file (or builtin's name), grouped into parts (first match wins).
+# cProfile sees the main thread only: `publish` runs in a worker thread (asyncio.to_thread), and
+# the main thread's wait for it shows as the event loop's epoll.
 PARTS = (("prompt rendering", ("mfray/prompts/", "jinja2/")),
          ("event digest", ("mfray/sim/identity.py",)),
-         ("Parquet, checkpoints, publish", ("mfray/sim/trajectory.py", "mfray/sim/store.py", "mfray/files.py", "pyarrow/")),
+         ("Parquet writes and checkpoints", ("mfray/sim/trajectory.py", "mfray/sim/store.py", "mfray/files.py", "pyarrow/")),
+         ("JSON (event digests, prompts stored with each action)", ("json/", "_json.")),
          ("stand-in LLM", ("mfray/llm/standin.py",)),
          ("rollout state machine", ("mfray/sim/rollout.py", "mfray/sim/context.py", "mfray/data/state.py",
-                                    "mfray/sim/checkpoint.py", "mfray/sim/driver.py")))
+                                    "mfray/sim/checkpoint.py", "mfray/sim/driver.py")),
+         ("event loop idle (waiting for the publish thread)", ("select.epoll",)),
+         ("asyncio event loop", ("asyncio/",)))
 
 
 def event_files(n: int) -> list[str]:
@@ -92,33 +97,40 @@ def inprocess(files: list[str], seeds: int, out: Path) -> dict:
     identity = make_identity(cfg, {"weights": "standin"})
     llm = StandInLLM()
     shutil.rmtree(out, ignore_errors=True)
+    asyncio.run(run_events(events[:4], llm, cfg, 99, out / "warm-up", identity))  # imports, template compiles
+    llm.stats.requests = 0
 
-    async def all_runs() -> None:
+    async def all_runs(folder: Path) -> None:
         for seed in range(seeds):
-            await run_events(events, llm, cfg, seed, out, identity, concurrency=64, every=4)
+            await run_events(events, llm, cfg, seed, folder, identity, concurrency=64, every=4)
 
+    began = time.perf_counter()
+    asyncio.run(all_runs(out / "timed"))
+    elapsed = time.perf_counter() - began
+    requests = llm.stats.requests
     profile = cProfile.Profile()
     began = time.perf_counter()
     profile.enable()
-    asyncio.run(all_runs())
+    asyncio.run(all_runs(out / "profiled"))
     profile.disable()
-    elapsed = time.perf_counter() - began
+    profiled = time.perf_counter() - began
     actions = len(events) * seeds * simulated_actions(CEILING_ROLLOUT)
-    return {"runs": len(events) * seeds, "seconds": elapsed, "actions_per_s": actions / elapsed,
-            "requests_per_s": llm.stats.requests / elapsed, "profile_s": profile_parts(profile, elapsed)}
+    return {"runs": len(events) * seeds, "seconds": round(elapsed, 2), "actions_per_s": round(actions / elapsed, 1),
+            "requests_per_s": round(requests / elapsed, 1), "profiled_seconds": round(profiled, 2),
+            "profile_s": profile_parts(profile, profiled)}
 
 
 def profile_parts(profile: cProfile.Profile, elapsed: float) -> dict:
     """Seconds of own time (tottime) per part of PARTS; the rest is the event loop and glue."""
     stats = pstats.Stats(profile).stats
     parts = {name: 0.0 for name, _ in PARTS}
-    for (filename, _, _), (_, _, tottime, _, _) in stats.items():
-        path = filename.replace(os.sep, "/")
+    for (filename, _, function), (_, _, tottime, _, _) in stats.items():
+        path = f"{filename.replace(os.sep, '/')}:{function}"
         for name, needles in PARTS:
             if any(n in path for n in needles):
                 parts[name] += tottime
                 break
-    parts["event loop, JSON and the rest"] = max(0.0, elapsed - sum(parts.values()))
+    parts["the rest (dataclasses, glue)"] = max(0.0, elapsed - sum(parts.values()))
     return {k: round(v, 3) for k, v in parts.items()}
 
 
@@ -198,6 +210,39 @@ def timed_sweep(cfg, count_requests) -> dict:
             "requests_per_s": round((count_requests() - before) / elapsed, 1), "load": load()}
 
 
+def py_spy_profile(seconds: float, out: Path) -> dict:
+    """Sample a rollout actor and the LLM replica (or stand-in server) with py-spy for `seconds`
+    while a sweep runs; per process, the share of samples whose innermost frame lies in each
+    file, top 12 (own time, as py-spy saw it, threads together). Needs `pip install py-spy`."""
+    import psutil
+
+    targets = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        for needle, name in (("RolloutActor", "rollout actor"), ("ServeReplica:mfray-llm", "LLM replica"),
+                             ("serve --model standin", "stand-in server")):
+            if needle in title and name not in targets:
+                targets[name] = proc.info["pid"]
+    procs = {name: subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--format", "raw",
+                                     "--nonblocking", "-o", str(out / f"py-spy-{name.replace(' ', '-')}.txt")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in targets.items()}
+    result = {}
+    for name, proc in procs.items():
+        proc.wait(timeout=seconds + 60)
+        counts: dict[str, int] = {}
+        path = out / f"py-spy-{name.replace(' ', '-')}.txt"
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+            stack, _, n = line.rpartition(" ")
+            leaf = stack.split(";")[-1]
+            where = leaf[leaf.find("(") + 1:].split(":")[0] if "(" in leaf else leaf
+            where = where.split("site-packages/")[-1].split("python3.11/")[-1]
+            counts[where] = counts.get(where, 0) + int(n)
+        total = sum(counts.values()) or 1
+        result[name] = {"samples": total, "own_share_by_file": {k: round(v / total, 3) for k, v in
+                                                                sorted(counts.items(), key=lambda kv: -kv[1])[:12]}}
+    return result
+
+
 def ceiling(args) -> dict:
     import ray
 
@@ -223,7 +268,14 @@ def ceiling(args) -> dict:
                 for actors, in_flight, per_call in grid:
                     cfg = sweep_config(backend, files, args.seeds, out / backend, actors, in_flight, per_call,
                                        CEILING_ROLLOUT, server.base_url if server else None)
+                    spy = None
+                    if args.py_spy and not rows:  # the first point of the grid, sampled 5 s in
+                        spy = threading.Timer(5.0, lambda b=backend: result.setdefault(f"py_spy_{b}", py_spy_profile(
+                            args.py_spy, out)))
+                        spy.start()
                     rows.append(timed_sweep(cfg, count))
+                    if spy is not None:
+                        spy.join()
                     print(backend, json.dumps(rows[-1]), flush=True)
             result[backend] = rows
             if backend == "serve":
@@ -380,28 +432,20 @@ def scale(args) -> dict:
             "done": sum(r["status"] == "done" for r in rows), "seconds": round(elapsed, 1),
             "actions_per_s": round(actions / elapsed, 1), "rerun_skipped": sum(r["status"] == "skipped" for r in again),
             "rerun_seconds": round(rerun_s, 1), **check_dataset(out / "sweep", expected, SCALE_ROLLOUT),
-            **rss_summary(samples, elapsed, cfg.concurrency)}
+            **rss_summary(samples, elapsed)}
 
 
-def rss_summary(samples: list[dict], elapsed: float, in_flight_per_actor: int) -> dict:
-    """Per process kind, the summed RSS at 10% and at the end of the sweep (flat or not); per
-    rollout actor the same, and an upper bound of the memory one in-flight run holds: an actor's
-    RSS at 10% (every run slot busy) over its runs in flight."""
+def rss_summary(samples: list[dict], elapsed: float) -> dict:
+    """Per process kind, the summed RSS (MiB) at a quarter, half, three quarters and the end of
+    the sweep: flat or not, once the actors are up."""
     def at(rows: list[dict], t: float) -> float:
         pids = {r["pid"] for r in rows}
-        return sum(max((r["rss_mib"] for r in rows if r["pid"] == pid and r["t"] <= t), default=0) for pid in pids)
+        return round(sum(max((r["rss_mib"] for r in rows if r["pid"] == pid and r["t"] <= t), default=0)
+                         for pid in pids), 1)
 
-    out: dict = {}
-    for kind in sorted({s["kind"] for s in samples}):
-        rows = [s for s in samples if s["kind"] == kind]
-        out[f"rss_mib_{kind.replace(' ', '_')}"] = {"at_10pct": round(at(rows, 0.1 * elapsed), 1), "at_end": round(at(rows, elapsed), 1)}
-    actors = sorted({s["pid"] for s in samples if s["kind"] == "rollout actor"})
-    per_actor = [{"at_10pct": at([s for s in samples if s["pid"] == pid], 0.1 * elapsed),
-                  "at_end": at([s for s in samples if s["pid"] == pid], elapsed)} for pid in actors]
-    out["rollout_actors_rss_mib"] = per_actor
-    if per_actor:
-        out["mib_per_in_flight_run_at_most"] = round(max(a["at_10pct"] for a in per_actor) / in_flight_per_actor, 2)
-    return out
+    return {f"rss_mib_{kind.replace(' ', '_')}": [at([s for s in samples if s["kind"] == kind], q * elapsed)
+                                                  for q in (0.25, 0.5, 0.75, 1.0)]
+            for kind in sorted({s["kind"] for s in samples})}
 
 
 def main() -> None:
@@ -414,6 +458,9 @@ def main() -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--in-flight", type=int, nargs="+", default=[16, 64], help="runs in flight per actor")
     parser.add_argument("--per-call", type=int, nargs="+", default=[16], help="grid rows per actor call")
+    parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
+                        help="ceiling: sample a rollout actor and the LLM server with py-spy (pip install py-spy) "
+                             "for this long during each backend's first grid point")
     parser.add_argument("--out", default="runs/orchestration_bench")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -87,12 +87,19 @@ class PublishedRun:
         return self.meta["method"]
 
 
+# One copy of each identity's parts tree (the full config, a few KiB) for all the runs made
+# under it: a view of a dataset of many runs would otherwise hold one per run.
+_PARTS: dict[str, dict] = {}
+
+
 def part_runs(part: Path) -> list[PublishedRun]:
     """The runs a part file holds, from its footer."""
     entries = json.loads((pq.read_schema(part).metadata or {})[PARTS_KEY.encode()])
     out, offset = [], 0
     for entry in entries:
         meta = {k: v for k, v in entry.items() if k not in ("run", "rows")}
+        if isinstance(meta.get("parts"), dict) and isinstance(meta.get("identity"), str):
+            meta["parts"] = _PARTS.setdefault(meta["identity"], meta["parts"])
         out.append(PublishedRun(entry["run"], meta, part, offset, entry["rows"]))
         offset += entry["rows"]
     return out
