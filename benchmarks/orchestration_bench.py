@@ -269,8 +269,8 @@ def ceiling(args) -> dict:
                     cfg = sweep_config(backend, files, args.seeds, out / backend, actors, in_flight, per_call,
                                        CEILING_ROLLOUT, server.base_url if server else None)
                     spy = None
-                    if args.py_spy and not rows:  # the first point of the grid, sampled 5 s in
-                        spy = threading.Timer(5.0, lambda b=backend: result.setdefault(f"py_spy_{b}", py_spy_profile(
+                    if args.py_spy and not rows:  # the first point of the grid, sampled 12 s in (actors up)
+                        spy = threading.Timer(12.0, lambda b=backend: result.setdefault(f"py_spy_{b}", py_spy_profile(
                             args.py_spy, out)))
                         spy.start()
                     rows.append(timed_sweep(cfg, count))
@@ -459,8 +459,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, nargs="+", default=[16, 64], help="runs in flight per actor")
     parser.add_argument("--per-call", type=int, nargs="+", default=[16], help="grid rows per actor call")
     parser.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
-                        help="ceiling: sample a rollout actor and the LLM server with py-spy (pip install py-spy) "
-                             "for this long during each backend's first grid point")
+                        help="ceiling: sample a rollout actor and the LLM server with py-spy (pip install py-spy), "
+                             "for this long, from 12 s into each backend's first grid point")
     parser.add_argument("--out", default="runs/orchestration_bench")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
