@@ -12,7 +12,7 @@ HTTP clients) are merged into few engine calls. Overload is refused rather than 
 bound, at two levels: Serve's router holds at most `max_queued_requests` calls once every replica
 has `max_ongoing_requests` (429 + Retry-After over HTTP, BackPressureError on a handle), and a
 replica's batcher lets at most `max_queue` prompts wait for the engine (429 + Retry-After over
-HTTP, mfray.llm.server.Overloaded on a handle). The policy and mean-field roles are LoRA adapters
+HTTP, mfray.llm.batching.Overloaded on a handle). The policy and mean-field roles are LoRA adapters
 of the one base model, named in `adapters` and requested by name (HTTP `model` field or handle
 `adapter`).
 
@@ -37,7 +37,8 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from mfray.llm.base import Generation, Prompt, SamplingParams, prompt_seeds
-from mfray.llm.server import Overloaded, build_app
+from mfray.llm.batching import Overloaded
+from mfray.llm.server import build_app
 
 APP_NAME = "mfray-llm"  # the application name sweeps look up (SweepConfig.serve_app)
 DEPLOYMENT_NAME = "LLMServer"
@@ -118,7 +119,7 @@ class LLMReplica:
         seeds: list[int | None] | None = None,
     ) -> list[Generation]:
         """Handle method: one Generation per prompt; prompt i gets seeds[i], or seed + i without
-        `seeds`. Raises UnknownModel, PromptTooLong or Overloaded (mfray.llm.server) with a
+        `seeds`. Raises UnknownModel, PromptTooLong or Overloaded (mfray.llm.batching) with a
         message saying what to change."""
         sp = sampling if isinstance(sampling, SamplingParams) else SamplingParams(**sampling)
         return await self.llm.generate(list(prompts), sp, self._adapter(adapter), seeds)

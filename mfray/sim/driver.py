@@ -1,5 +1,6 @@
-"""Async drivers that feed rollouts to an LLM: one event, a forecast, a counterfactual pair.
-(Many events, resumable on disk: mfray.sim.checkpoint.run_events.)"""
+"""Async drivers that feed rollouts to an LLM: `advance` (the one loop), one event, a forecast, a
+counterfactual pair. (Many events, resumable on disk: mfray.sim.checkpoint.run_events; a live
+session stepped by hand: mfray.sim.session.)"""
 
 from __future__ import annotations
 
@@ -12,23 +13,38 @@ from mfray.sim.rollout import EventRollout
 from mfray.types import Event, StepRecord
 
 
-async def drive(rollout: EventRollout, llm: LLM, on_step: Callable[[list[StepRecord]], None] | None = None) -> list[StepRecord]:
-    """Run a rollout to the end. `on_step` receives each finished step's records as they come
-    (for streaming and progress); the full list is also returned."""
+async def advance(rollout: EventRollout, llm: LLM, steps: int | None = None,
+                  on_step: Callable[[list[StepRecord]], None] | None = None) -> list[StepRecord]:
+    """Run `steps` more steps of a rollout (None: to the end), feeding its requests to `llm`, and
+    return their records. `on_step` receives the records as each step finishes (for streaming,
+    progress and checkpoints). The one loop every driver uses: a whole run, a resumable run, a
+    live session stepped by hand."""
     records: list[StepRecord] = []
-    while (request := rollout.next_request()) is not None:
-        generations = await llm.generate(request.prompts, request.sampling, adapter=request.adapter)
-        rollout.submit(generations)
+
+    def take() -> None:
         finished = rollout.drain()
         if finished:
             records.extend(finished)
             if on_step is not None:
                 on_step(finished)
-    tail = rollout.drain()  # steps that needed no model after the last request
-    records.extend(tail)
-    if tail and on_step is not None:
-        on_step(tail)
+
+    while not rollout.done and (steps is None or steps > 0):
+        start = rollout.step
+        while rollout.step == start or not rollout.at_step_boundary:
+            request = rollout.next_request()
+            if request is None:  # finished (steps that needed no model completed in there)
+                take()
+                return records
+            rollout.submit(await llm.generate(request.prompts, request.sampling, adapter=request.adapter))
+            take()
+        steps = None if steps is None else steps - 1
+    take()
     return records
+
+
+async def drive(rollout: EventRollout, llm: LLM, on_step: Callable[[list[StepRecord]], None] | None = None) -> list[StepRecord]:
+    """Run a rollout to the end (`advance` with no step limit)."""
+    return await advance(rollout, llm, None, on_step)
 
 
 async def run_event(event: Event, llm: LLM, cfg: RolloutConfig, seed: int = 0, on_step=None) -> list[StepRecord]:

@@ -209,12 +209,14 @@ def publish(out_dir: str | Path) -> dict[str, Path]:
             else:
                 new.setdefault(meta["method"], []).append((name, meta, pq.read_table(path, schema=SCHEMA)))
             clear.append((path, lock))
+        # A redone run leaves its old part first: a crash before its new part is written leaves
+        # it out of the dataset but still in the work area, for the next publish (never twice).
         redone = {name for runs in new.values() for name, _, _ in runs if name in published}
+        for part in sorted({published[name].part for name in redone}):
+            _drop_runs(part, redone)
         for method, runs in sorted(new.items()):
             part = _write_part(_new_part(out_dir, method), runs)
             landed.update({name: part for name, _, _ in runs})
-        for part in sorted({published[name].part for name in redone}):
-            _drop_runs(part, redone)
         for path, lock in clear:
             path.unlink(missing_ok=True)
             remove_lock(lock)

@@ -66,7 +66,8 @@ def test_step_intervene_signal_and_resume(local_ray, data_dir, tiny_model_dir):
 
 
 def test_bad_inputs_are_refused(local_ray, data_dir, tiny_model_dir, tmp_path):
-    from mfray.ray.event_actor import EventActor, load_event
+    from mfray.ray.event_actor import EventActor
+    from mfray.sim.session import load_event
 
     with pytest.raises(ValueError, match="bad.json"):
         bad = tmp_path / "bad.json"

@@ -16,7 +16,7 @@ import pytest
 
 from mfray.llm.base import SamplingParams
 from mfray.llm.openai_backend import OpenAIBackend
-from mfray.llm.server import Overloaded, PromptTooLong, UnknownModel
+from mfray.llm.batching import Overloaded, PromptTooLong, UnknownModel
 
 pytestmark = pytest.mark.integration
 

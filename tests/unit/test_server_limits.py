@@ -13,16 +13,8 @@ import pytest
 
 from mfray.llm.base import SamplingParams
 from mfray.llm.openai_backend import LLMRequestError, OpenAIBackend
-from mfray.llm.server import (
-    BatchedLLM,
-    DynamicBatcher,
-    Overloaded,
-    PromptTooLong,
-    ServerThread,
-    UnknownModel,
-    build_app,
-    is_loopback,
-)
+from mfray.llm.batching import BatchedLLM, DynamicBatcher, Overloaded, PromptTooLong, UnknownModel
+from mfray.llm.server import ServerThread, build_app, is_loopback
 from tests.integration.test_openai_backend import ScriptedLLM, _text_of
 
 
