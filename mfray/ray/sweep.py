@@ -220,7 +220,9 @@ class RolloutActor:
         except OSError:
             return load_file(path)  # reports the problem as an invalid file
         key = (path, stat.st_size, stat.st_mtime_ns)
-        result = self._files.pop(key, None) or load_file(path)
+        result = self._files.pop(key, None)
+        if result is None:
+            result = load_file(path)
         self._files[key] = result
         while len(self._files) > FILES_KEPT:
             self._files.pop(next(iter(self._files)))
