@@ -114,7 +114,8 @@ async def run_resumable(
     every: int = 4, on_step=None, overwrite: bool = False,
 ) -> tuple[Path, RolloutStats | None]:
     """Run (or finish) one rollout under its run lock, checkpointing every `every` steps; returns
-    the trajectory's path and the stats (None when it was already complete). Idempotent.
+    where the finished run lies (its file in the work area until `publish` moves it, or its
+    part file once published) and the stats (None when it was already complete). Idempotent.
 
     Raises RunBusy when another process works on the same run, IdentityMismatch when the
     folder holds this run made under another `identity` or event content (unless `overwrite`:
