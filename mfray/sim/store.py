@@ -249,7 +249,10 @@ def _write_part(path: Path, runs: list[tuple[str, dict, pa.Table]]) -> Path:
 
 
 def _new_part(out_dir: str | Path, method: str) -> Path:
-    return dataset_root(out_dir) / f"method={safe_name(method)}" / f"part-{os.getpid()}-{secrets.token_hex(6)}.parquet"
+    # Methods are identifiers (mfray.sim.config.Method), kept as they are so the partition value
+    # reads back as the method; anything else is encoded like an event id.
+    folder = method if method.isidentifier() else safe_name(method)
+    return dataset_root(out_dir) / f"method={folder}" / f"part-{os.getpid()}-{secrets.token_hex(6)}.parquet"
 
 
 def _drop_runs(part: Path, names: set[str]) -> None:

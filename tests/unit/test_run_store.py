@@ -294,13 +294,13 @@ def test_finished_runs_land_in_one_part_per_method_and_read_as_one_table(tmp_pat
     import pyarrow.dataset as ds
 
     events = [dataclasses.replace(make_event(), event_id=f"ev{i}") for i in range(3)]
-    for method in ("mf", "state"):
+    for method in ("mf_ibtune", "state"):
         c = cfg(method=method)
         run(run_events(events, ScriptedLLM(), c, 0, tmp_path, ident(c)))
     parts = sorted(p.relative_to(tmp_path / "trajectories").parent.name for p in (tmp_path / "trajectories").rglob("*.parquet"))
-    assert parts == ["method=mf", "method=state"]  # 3 runs each, one file per method
+    assert parts == ["method=mf_ibtune", "method=state"]  # 3 runs each, one file per method
     table = ds.dataset(tmp_path / "trajectories", partitioning="hive").to_table()
-    assert table.num_rows == 6 * 20 and sorted(set(table.column("method").to_pylist())) == ["mf", "state"]
+    assert table.num_rows == 6 * 20 and sorted(set(table.column("method").to_pylist())) == ["mf_ibtune", "state"]
     for name, records in read_runs(published_runs(tmp_path).values()):
         assert {(r.event_id, r.method) for r in records} == {(name.meta["event_id"], name.method)}
         assert [r.agent_index for r in records] == list(range(20))
