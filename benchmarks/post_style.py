@@ -188,7 +188,7 @@ def mean_field_stats(texts: list[str], language: str, rl) -> dict:
 
 async def simulate(events, variant: dict, args) -> dict:
     """Every (event, method) of one variant, concurrently through one dynamic batcher."""
-    from mfray.llm.server import BatchedLLM, DynamicBatcher
+    from mfray.llm.batching import BatchedLLM, DynamicBatcher
     from mfray.sim.config import RolloutConfig
     from mfray.sim.driver import run_event
 
