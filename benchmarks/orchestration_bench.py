@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
@@ -260,7 +261,7 @@ def ceiling(args) -> dict:
         for backend in args.backends:
             rows = []
             server = StandInServer() if backend == "endpoint" else None
-            with server or _nothing():
+            with server or contextlib.nullcontext():
                 # Deployed once, with a queue for the largest point of the grid.
                 start(sweep_config(backend, files, args.seeds, out / backend, max(args.actors), max(args.in_flight), 1,
                                    CEILING_ROLLOUT, server.base_url if server else None))
@@ -285,14 +286,6 @@ def ceiling(args) -> dict:
     finally:
         ray.shutdown()
     return result
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
 
 
 # ---- scale ------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from mfray.files import atomic_write, remove_lock, run_lock
 from mfray.llm.base import LLM
 from mfray.sim.config import RolloutConfig
 from mfray.sim.driver import drive
-from mfray.sim.identity import RunIdentity, differing_parts, event_digest
+from mfray.sim.identity import RunIdentity, differing_parts, event_digest, same_run
 from mfray.sim.rollout import EventRollout, RolloutStats
 from mfray.sim.store import DATASET_DIR, RunFiles, publish_and_locate, published_runs, work_dir, work_runs
 from mfray.sim.trajectory import (
@@ -44,13 +44,9 @@ def run_metadata(identity: RunIdentity, event: Event, method: str, seed: int, co
             "event_digest": event_digest(event), "method": method, "seed": seed, "complete": complete}
 
 
-def _same_run(found: dict | None, want: dict) -> bool:
-    return found is not None and (found.get("identity"), found.get("event_digest")) == (want["identity"], want["event_digest"])
-
-
 def check_identity(found: dict | None, want: dict, path: Path) -> None:
     """Raise IdentityMismatch unless `found` (a file's run metadata) was made like `want`."""
-    if _same_run(found, want):
+    if same_run(found, want):
         return
     if found is None:
         what = "records no identity (written before mfray recorded one)"
@@ -70,10 +66,10 @@ VIEW_MAX_AGE_S = 5.0
 def finished_run(out_dir: str | Path, files: RunFiles, meta: dict) -> Path | None:
     """Where the run is already finished like `meta` (identity, event content): its part file in
     the dataset or its finished file in the work area; None when it is not."""
-    if files.final.exists() and _same_run(run_meta(files.final), meta):
+    if files.final.exists() and same_run(run_meta(files.final), meta):
         return files.final
     found = published_runs(out_dir, VIEW_MAX_AGE_S).get(files.final.name[: -len(FINAL_SUFFIX)])
-    return found.part if found is not None and _same_run(found.meta, meta) else None
+    return found.part if found is not None and same_run(found.meta, meta) else None
 
 
 def _check_done_differently(out_dir: str | Path, files: RunFiles, meta: dict) -> None:

@@ -109,6 +109,12 @@ def _event_dict(event: Event) -> dict:
     return {**vars(event), "topic": post(event.topic), "responses": [post(r) for r in event.responses]}
 
 
+def same_run(found: dict | None, want: dict) -> bool:
+    """True when run metadata `found` (from a file, a checkpoint or a part's footer) was made like
+    `want`: the same identity and the same event content."""
+    return found is not None and (found.get("identity"), found.get("event_digest")) == (want.get("identity"), want.get("event_digest"))
+
+
 def differing_parts(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two parts trees (`rollout.horizon`, ...)."""
     out = []

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mfray.files import RunBusy, atomic_write, remove_lock, run_lock, safe_name
+from mfray.sim.identity import same_run
 from mfray.sim.trajectory import (
     CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, SCHEMA, run_meta, run_name,
     table_to_records,
@@ -203,8 +204,7 @@ def publish(out_dir: str | Path) -> dict[str, Path]:
             if meta is None:  # the sim's own writer always records it: a stray file, left alone
                 continue
             old = published.get(name)
-            if old is not None and (old.meta.get("identity"), old.meta.get("event_digest")) == (
-                    meta.get("identity"), meta.get("event_digest")):
+            if old is not None and same_run(old.meta, meta):
                 landed[name] = old.part
             else:
                 new.setdefault(meta["method"], []).append((name, meta, pq.read_table(path, schema=SCHEMA)))
