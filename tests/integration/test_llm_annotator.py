@@ -18,7 +18,6 @@ import hashlib
 import json
 import re
 import threading
-import uuid
 
 import pytest
 
@@ -159,7 +158,7 @@ def assert_rounds(sent: list[list[str]], items: list[AnnotationItem], rounds: li
 
 async def test_well_formed_batch_one_call(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag01"
     items = _items(tag, [""] * 5)
     ann = LLMAnnotator(backend, batch_size=8)
     out = await ann.annotate(items)
@@ -175,7 +174,7 @@ async def test_well_formed_batch_one_call(server, backend):
 
 async def test_fence_prose_out_of_order_and_case_are_tolerated(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag02"
     items = _items(tag, ["#fence/9", "", "#upper/9", "#shuffle/9", ""])
     ann = LLMAnnotator(backend, batch_size=8)
     out = await ann.annotate(items)
@@ -185,7 +184,7 @@ async def test_fence_prose_out_of_order_and_case_are_tolerated(server, backend):
 
 async def test_only_bad_items_are_retried_and_nothing_shifts(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag03"
     items = _items(tag, ["", "#drop", "", "#maybe", "#dup", "", "#shuffle"])
     ann = LLMAnnotator(backend, batch_size=8, retries=2)
     out = await ann.annotate(items)
@@ -200,7 +199,7 @@ async def test_only_bad_items_are_retried_and_nothing_shifts(server, backend):
 
 async def test_persistent_failures_are_counted_and_never_shift_labels(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag04"
     items = _items(tag, ["", "#maybe/9", "", "", "#drop/9", ""])
     ann = LLMAnnotator(backend, batch_size=4, retries=2)
     out = await ann.annotate(items)
@@ -215,7 +214,7 @@ async def test_persistent_failures_are_counted_and_never_shift_labels(server, ba
 
 async def test_malformed_answer_retries_the_whole_batch(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag05"
     items = _items(tag, ["", "#garbage", "", ""])
     ann = LLMAnnotator(backend, batch_size=4, retries=1)
     out = await ann.annotate(items)
@@ -226,7 +225,7 @@ async def test_malformed_answer_retries_the_whole_batch(server, backend):
 
 
 async def test_malformed_forever_fails_every_item_of_its_batch_only(server, backend):
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag06"
     items = _items(tag, ["#garbage/9", ""], topic="topic A") + _items(tag + "b", ["", ""], topic="topic B")
     ann = LLMAnnotator(backend, batch_size=8, retries=0)
     out = await ann.annotate(items)
@@ -237,7 +236,7 @@ async def test_malformed_forever_fails_every_item_of_its_batch_only(server, back
 
 async def test_error_status_retries_the_batch_items(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag07"
     items = _items(tag, ["", "#error", ""], topic="topic A") + _items(tag + "x", ["", "#error/9"], topic="topic B")
     ann = LLMAnnotator(backend, batch_size=8, retries=1)
     out = await ann.annotate(items)
@@ -252,7 +251,7 @@ async def test_error_status_retries_the_batch_items(server, backend):
 async def test_backend_http_retry_is_invisible_to_the_annotator(server):
     st, _ = server
     b = OpenAIBackend(st.base_url, MODEL, max_retries=1, backoff_s=0.0, timeout_s=10)
-    items = _items(uuid.uuid4().hex[:8], ["", "#error"])
+    items = _items("tag08", ["", "#error"])
     ann = LLMAnnotator(b, batch_size=8)
     out = await ann.annotate(items)
     await b.aclose()
@@ -262,7 +261,7 @@ async def test_backend_http_retry_is_invisible_to_the_annotator(server):
 
 async def test_topics_and_languages_group_into_separate_prompts(server, backend):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag09"
     items = [
         AnnotationItem(f"{tag} c0", "topic A", "en"),
         AnnotationItem(f"{tag} c1 这是真的吗", "话题 B", "zh"),
@@ -284,7 +283,7 @@ async def test_topics_and_languages_group_into_separate_prompts(server, backend)
 
 async def test_cached_llm_annotator_serves_reruns_from_disk(server, backend, tmp_path):
     _, llm = server
-    tag = uuid.uuid4().hex[:8]
+    tag = "tag10"
     items = _items(tag, ["", "#maybe/9", ""])
     cache = tmp_path / "ann.jsonl"
     first = CachedAnnotator(LLMAnnotator(backend, batch_size=8, retries=0), cache)
