@@ -126,6 +126,30 @@ def main(argv: list[str] | None = None) -> int:
                        "environment variable NAME (never from a flag: command lines are visible to other users)")
     serve.set_defaults(func=cmd_serve)
 
+    ep = sub.add_parser(
+        "endpoint", help="the simulation endpoint and its web page, in this process (no Ray cluster needed)",
+        description="Create simulations of stored or uploaded events over HTTP, watch them on the page at "
+        "http://HOST:PORT/ (real vs simulated label shares per step, the mean field, posts side by side), "
+        "intervene, set signals, fork what-ifs. API docs at /docs. On a Ray cluster: serve_configs/endpoint.yaml.")
+    ep.add_argument("--model", default="default",
+                    help="'default' (SmolLM2-135M-Instruct), a .gguf file or a HF directory; 'standin' answers canned "
+                         "text at once (to try the page and API without a model; never a simulation result)")
+    ep.add_argument("--events", action="append", metavar="DIR",
+                    help="folder of event files to offer by id (repeatable; default: the bundled demo event and, "
+                         "if present, $MFRAY_DATA or ../shared/data: twitter_rumdect, weibo_rumdect)")
+    ep.add_argument("--store", default="runs/endpoint", help="where simulations and uploads are kept (default runs/endpoint)")
+    ep.add_argument("--annotator", default="offline", choices=("offline", "learned", "hybrid"),
+                    help="labels posts for the live shares and metrics (default offline)")
+    ep.add_argument("--max-live", type=_positive_int, default=4, metavar="N",
+                    help="simulations running or paused at once; one more gets 429 (default 4)")
+    ep.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only; any other "
+                                                        "needs --token-env)")
+    ep.add_argument("--port", type=int, default=8100)
+    ep.add_argument("--token-env", metavar="NAME",
+                    help="require 'Authorization: Bearer <token>' on /api, the token read from the environment "
+                         "variable NAME (the page asks for it)")
+    ep.set_defaults(func=cmd_endpoint)
+
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -320,7 +344,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from mfray.llm import load_engine
-    from mfray.llm.server import build_app, is_loopback, serve
+    from mfray.http_common import is_loopback, serve
+    from mfray.llm.server import build_app
 
     api_key = None
     if args.api_key_env:
@@ -341,6 +366,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     auth = f"bearer key from ${args.api_key_env}" if api_key else "none"
     print(f"limits: queue {args.max_queue} prompts, prompt {max_prompt_tokens} tokens, "
           f"request {args.max_request_tokens} new tokens; auth: {auth}")
+    serve(app, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    import os
+
+    from mfray.endpoint.local import build_local_endpoint
+    from mfray.http_common import is_loopback, serve
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            print(f"mfray endpoint: environment variable {args.token_env} (named by --token-env) is unset or empty; "
+                  "export the token in it", file=sys.stderr)
+            return 2
+    elif not is_loopback(args.host):
+        print(f"mfray endpoint: refusing to listen on {args.host} without a token: anyone who can reach port "
+              f"{args.port} could run simulations on this machine. Pass --token-env NAME, or bind 127.0.0.1",
+              file=sys.stderr)
+        return 2
+    try:
+        app = build_local_endpoint(args.model, args.events, args.store, args.annotator, args.max_live, token)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"mfray endpoint: {err}", file=sys.stderr)
+        return 2
+    print(f"mfray endpoint: http://{args.host}:{args.port}/ (page), /docs (API); store {args.store}; "
+          f"auth: {'bearer token from $' + args.token_env if token else 'none (loopback only)'}")
     serve(app, host=args.host, port=args.port)
     return 0
 

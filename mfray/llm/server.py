@@ -24,26 +24,20 @@ deployment's handle methods) call too, so they share the HTTP requests' batches.
 from __future__ import annotations
 
 import contextlib
-import hmac
-import ipaddress
-import logging
 import math
-import threading
 import time
 import uuid
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import AsyncIterator, Literal, Sequence
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from mfray.http_common import BearerAuthMiddleware, BodyLimitMiddleware, error_response, logged_failure, validation_message
 from mfray.llm.base import LLM, SEED_MAX, SEED_MIN, Generation, Prompt, SamplingParams, prompt_seeds
 from mfray.llm.batching import BatchedLLM, DynamicBatcher, Overloaded, PromptTooLong
-
-log = logging.getLogger(__name__)
 
 MAX_TOKENS_LIMIT = 4096
 DEFAULT_MAX_TOKENS = 256
@@ -128,94 +122,10 @@ def _refuse_unsupported(req: _SamplingRequest) -> None:
         raise HTTPException(400, "presence/frequency penalties are not supported; use repetition_penalty")
 
 
-# -- middleware and errors --------------------------------------------------------------------
-
-
-def _error(status: int, message: str, etype: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": etype, "param": None, "code": status}}, status)
-
-
-def logged_failure(what: str, cause: BaseException | str) -> str:
-    """Log a failure with its cause under a fresh error id; return the message the client gets:
-    `what` and the id only. Exception text can hold file paths, an upstream server's address or
-    a prompt's content, so it stays in the server log."""
-    error_id = uuid.uuid4().hex[:12]
-    if isinstance(cause, BaseException):
-        log.error("%s [error id %s]", what, error_id, exc_info=cause)
-    else:
-        log.error("%s [error id %s]: %s", what, error_id, cause)
-    return f"{what} (error id {error_id}; the cause is in the server log)"
-
-
 def json_logprobs(rows: Sequence[Sequence[float]]) -> list[list[float | None]]:
     """Log-probs as JSON can carry them: each non-finite value (NaN, +inf, -inf) becomes null,
     since JSON has no encoding for them (a float that does not fit is no number to report)."""
     return [[float(x) if math.isfinite(x) else None for x in row] for row in rows]
-
-
-class BearerAuthMiddleware:
-    """Require `Authorization: Bearer <api_key>` on every path under /v1 (401 otherwise). Other
-    paths (/health, for liveness probes) stay open. The key is compared in constant time and
-    never logged or echoed."""
-
-    def __init__(self, app: Any, api_key: str) -> None:
-        self.app = app
-        self._key = api_key.encode()
-
-    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        scheme, _, token = dict(headers).get(b"authorization", b"").partition(b" ")
-        # compare_digest on every request, whatever the scheme: the timing says nothing of the key.
-        return hmac.compare_digest(token.strip(), self._key) and scheme.lower() == b"bearer"
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            path, root = scope["path"], scope.get("root_path", "")
-            if root and path.startswith(root):  # mounted under a prefix (a Serve route prefix)
-                path = path[len(root):]
-            if (path == "/v1" or path.startswith("/v1/")) and not self._authorized(scope.get("headers") or []):
-                message = "missing or wrong API key: send the header 'Authorization: Bearer <key>'"
-                response = _error(401, message, "authentication_error")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return await response(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
-class BodyLimitMiddleware:
-    """Refuse request bodies over `max_bytes` with 413: by Content-Length up front, and by
-    counting chunks for bodies sent without one."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        msg = f"request body exceeds {self.max_bytes} bytes; send fewer or shorter prompts"
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _error(413, msg)(scope, receive, send)
-        seen = 0
-
-        async def limited_receive() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    # FastAPI re-raises HTTPExceptions from body reading; our handler answers 413.
-                    raise HTTPException(413, msg)
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err.get("loc", ())[1:]) or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "invalid request: " + "; ".join(parts)
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -275,26 +185,26 @@ def build_app(
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(400, _validation_message(exc))
+        return error_response(400, validation_message(exc))
 
     @app.exception_handler(HTTPException)
     async def _on_http(_: Request, exc: HTTPException) -> JSONResponse:
         etype = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return _error(exc.status_code, str(exc.detail), etype)
+        return error_response(exc.status_code, str(exc.detail), etype)
 
     @app.exception_handler(Overloaded)
     async def _on_overload(_: Request, exc: Overloaded) -> JSONResponse:
-        response = _error(429, str(exc), "rate_limit_error")
+        response = error_response(429, str(exc), "rate_limit_error")
         response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
         return response
 
     @app.exception_handler(PromptTooLong)
     async def _on_too_long(_: Request, exc: PromptTooLong) -> JSONResponse:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
 
     @app.exception_handler(Exception)
     async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return _error(500, logged_failure("internal server error", exc), "server_error")
+        return error_response(500, logged_failure("internal server error", exc), "server_error")
 
     def adapter_for(model: str) -> str | None:
         if model not in known:
@@ -410,64 +320,3 @@ def build_app(
         return {"object": "score", "model": req.model, "logprobs": json_logprobs(rows)}
 
     return app
-
-
-# -- running it -------------------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a server bound to `host` is reachable from this machine only ("localhost" or a
-    loopback address; any other name or address may be reachable from the network)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Serve `app` with uvicorn until interrupted. Binds to loopback unless told otherwise."""
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
-
-
-class ServerThread:
-    """Run an app with uvicorn in a background thread (tests, in-process use).
-    port=0 picks a free port; `base_url` is then e.g. http://127.0.0.1:PORT/v1."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="mfray-uvicorn", daemon=True)
-        self.host = host
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.url + "/v1"
-
-    def start(self, timeout_s: float = 15.0) -> "ServerThread":
-        """Start and wait until the socket accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on {self.host}:{self.port}")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask uvicorn to exit and wait for the thread."""
-        self._server.should_exit = True
-        self._thread.join(timeout_s)
-
-    def __enter__(self) -> "ServerThread":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -60,12 +60,15 @@ class LiveSession:
             cfg = RolloutConfig.model_validate(state["config"])
             self.rollout = EventRollout.from_state(self.event, cfg, state["seed"], state["rollout"])
             self.records = [StepRecord(**r) for r in state["records"]]
+            # A state_dict() carries the start of every step the session reached, so a resumed
+            # session can still fork from any of them (a snapshot carries only its own).
+            self._starts = {int(step): start for step, start in state.get("starts", {}).items()}
         else:
             cfg = cfg if isinstance(cfg, RolloutConfig) else RolloutConfig.model_validate(cfg or {})
             self.rollout = EventRollout(self.event, cfg, seed)
             self.records = []
-        # The session as it stood at the start of each step reached: what snapshot(step) returns.
-        self._starts: dict[int, dict] = {}
+            # The session as it stood at the start of each step reached: what snapshot(step) returns.
+            self._starts: dict[int, dict] = {}
         self._keep_start()
         self._lock = asyncio.Lock()
 
@@ -121,9 +124,15 @@ class LiveSession:
 
     async def state_dict(self) -> dict:
         """A JSON-able snapshot of the session now (config with its interventions and signals,
-        rollout state, records) that LiveSession(..., state=...) resumes from."""
+        rollout state, records, and the start of every step reached) that LiveSession(...,
+        state=...) resumes from; the resumed session can fork from any of those steps."""
         async with self._lock:
-            return self.snapshot()
+            return {**self.snapshot(), "starts": {str(step): start for step, start in self._starts.items()}}
+
+    async def snapshot_at(self, step: int | None = None) -> dict:
+        """snapshot(step), taken between steps (it waits for a step under way to finish)."""
+        async with self._lock:
+            return self.snapshot(step)
 
     def snapshot(self, step: int | None = None) -> dict:
         """The session as it stood at the start of `step` (default: now), as state_dict() gives

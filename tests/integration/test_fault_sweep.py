@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mfray.llm.server import ServerThread
+from mfray.http_common import ServerThread
 from mfray.ray.sweep import SweepConfig
 from tests.integration.fault_server import FAULTS, FaultPlan, fault_app
 

@@ -26,7 +26,8 @@ from mfray.eval.labels import DIMENSIONS
 from mfray.eval.llm_annotator import LLMAnnotator
 from mfray.llm.base import Generation
 from mfray.llm.openai_backend import OpenAIBackend
-from mfray.llm.server import ServerThread, build_app
+from mfray.http_common import ServerThread
+from mfray.llm.server import build_app
 
 pytestmark = pytest.mark.timeout(60)
 

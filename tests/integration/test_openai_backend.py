@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mfray.llm.base import SEED_MAX, Generation, SamplingParams, prompt_seeds
 from mfray.llm.openai_backend import LLMRequestError, OpenAIBackend, completion_logprobs
-from mfray.llm.server import ServerThread, build_app
+from mfray.http_common import ServerThread
+from mfray.llm.server import build_app
 
 BASE = "base-model"
 ADAPTER = "lora-a"

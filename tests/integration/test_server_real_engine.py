@@ -27,7 +27,8 @@ import pytest
 
 from mfray.llm.base import SamplingParams
 from mfray.llm.openai_backend import OpenAIBackend
-from mfray.llm.server import ServerThread, build_app
+from mfray.http_common import ServerThread
+from mfray.llm.server import build_app
 
 pytestmark = pytest.mark.integration
 

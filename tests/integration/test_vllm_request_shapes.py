@@ -17,7 +17,8 @@ from dataclasses import replace
 import pytest
 
 from mfray.llm.openai_backend import OpenAIBackend
-from mfray.llm.server import ServerThread, build_app
+from mfray.http_common import ServerThread
+from mfray.llm.server import build_app
 from mfray.llm.standin import StandInLLM
 from mfray.sim.config import RolloutConfig
 from mfray.sim.driver import run_event

@@ -14,7 +14,8 @@ import pytest
 from mfray.llm.base import SamplingParams
 from mfray.llm.openai_backend import LLMRequestError, OpenAIBackend
 from mfray.llm.batching import BatchedLLM, DynamicBatcher, Overloaded, PromptTooLong, UnknownModel
-from mfray.llm.server import ServerThread, build_app, is_loopback
+from mfray.http_common import ServerThread, is_loopback
+from mfray.llm.server import build_app
 from tests.integration.test_openai_backend import ScriptedLLM, _text_of
 
 

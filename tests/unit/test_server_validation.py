@@ -14,7 +14,8 @@ import pytest
 from mfray.llm.base import SEED_MAX, SamplingParams
 from mfray.llm.openai_backend import OpenAIBackend
 from mfray.llm.batching import _Item, plan_batches
-from mfray.llm.server import MAX_TOKENS_LIMIT, ServerThread, build_app
+from mfray.http_common import ServerThread
+from mfray.llm.server import MAX_TOKENS_LIMIT, build_app
 from tests.integration.test_openai_backend import ScriptedLLM
 
 BASE = "base-model"

@@ -58,6 +58,10 @@ def test_a_snapshot_resumes_exactly_and_a_fork_changes_only_its_future():
     # state_dict() is the snapshot of now; a step never reached has none.
     resumed = LiveSession(event, ScriptedLLM(), state=run(original.state_dict()))
     assert run(resumed.trajectory()) == everything and run(resumed.info())["done"]
+    # ... and carries the start of every step, so the resumed session still forks from the past.
+    assert resumed.snapshot(step=3) == original.snapshot(step=3) == run(original.snapshot_at(3))
+    refork = LiveSession(event, ScriptedLLM(), state=resumed.snapshot(step=3))
+    assert run(refork.run(None)) == everything[12:]
     with pytest.raises(ValueError, match="no snapshot at step 9"):
         original.snapshot(step=9)
     with pytest.raises(ValueError, match="state is of event 'ev1', not 'other'"):
