@@ -33,9 +33,10 @@ KEEP_ENDED = 32  # ended simulations kept in memory; older ones are read from di
 
 
 class SessionFactory(Protocol):
-    """Opens and closes the live sessions simulations drive (in process, or Ray event actors)."""
+    """Opens and closes the live sessions simulations drive (in process, or Ray event actors);
+    `name` is the simulation's id."""
 
-    async def open(self, event: Event, cfg: dict | None, seed: int, state: dict | None) -> Session: ...
+    async def open(self, event: Event, cfg: dict | None, seed: int, state: dict | None, name: str) -> Session: ...
     async def close(self, session: Session) -> None: ...
 
 
@@ -46,7 +47,7 @@ class LocalSessions:
     def __init__(self, llm) -> None:
         self.llm = llm
 
-    async def open(self, event: Event, cfg: dict | None, seed: int, state: dict | None) -> Session:
+    async def open(self, event: Event, cfg: dict | None, seed: int, state: dict | None, name: str) -> Session:
         return LiveSession(event, self.llm, cfg, seed, state=state)
 
     async def close(self, session: Session) -> None:
@@ -165,7 +166,7 @@ class SimulationHost:
             if self.live >= self.max_live:
                 raise TooManyLive(f"{self.live} simulations are live, the limit is {self.max_live}: cancel one, or "
                                   "wait for one to end")
-            session = await self.sessions.open(event, cfg, seed, state)
+            session = await self.sessions.open(event, cfg, seed, state, name=sim_id)
             meta = {"id": sim_id, "event_id": event.event_id, "origin": origin, "parent": parent, "method": cfg["method"],
                     "seed": seed, "horizon": cfg["horizon"], "config": cfg, "created": time.time(), "status": "paused",
                     "error": None}
