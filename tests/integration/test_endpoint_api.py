@@ -193,7 +193,7 @@ def test_a_token_guards_the_api_and_a_public_bind_needs_one(tmp_path, monkeypatc
 
 
 # ---- property-based: no request body or parameter makes the server fail ------------------------
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=30),
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
                     max_leaves=12)
 FIELDS = {
