@@ -86,7 +86,11 @@ class DynamicBatcher:
     `max_queue` bounds the prompts waiting for the engine (queued, or planned but not yet
     dispatched, and score chunks waiting for a slot): a request that would push the count past it
     raises `Overloaded` instead of waiting. A request is admitted whole or not at all, and one
-    arriving at an empty queue is always admitted (however many prompts it holds)."""
+    arriving at an empty queue is always admitted (however many prompts it holds).
+
+    Observers (for metrics; None by default, set by the owner): `on_waiting(n)` is called with
+    the new count each time the prompts waiting change, `on_batch(seconds)` after each engine
+    generate call that returned. They run on the serving loop and must be quick."""
 
     def __init__(
         self,
@@ -106,13 +110,26 @@ class DynamicBatcher:
         self.batches = 0  # generate calls made
         self.items = 0  # requests served through them
         self.rejected = 0  # prompts refused as Overloaded
-        self.waiting = 0  # prompts admitted but not yet handed to the engine
+        self.on_waiting: Callable[[int], None] | None = None
+        self.on_batch: Callable[[float], None] | None = None
+        self._waiting = 0
         self._batch_s = 1.0  # moving average of one engine call, for Retry-After
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Item] | None = None
         self._slots: asyncio.Semaphore | None = None
         self._task: asyncio.Task | None = None
         self._inflight: set[asyncio.Task] = set()
+
+    @property
+    def waiting(self) -> int:
+        """Prompts admitted but not yet handed to the engine."""
+        return self._waiting
+
+    @waiting.setter
+    def waiting(self, n: int) -> None:
+        self._waiting = n
+        if self.on_waiting is not None:
+            self.on_waiting(n)
 
     def _ensure_started(self) -> None:
         # Started lazily inside the serving loop (works with or without lifespan events).
@@ -215,7 +232,8 @@ class DynamicBatcher:
             gens = await self.llm.generate(
                 [it.prompt for it in batch], sampling, adapter, seeds=[it.sampling.seed for it in batch]
             )
-            self._batch_s = 0.8 * self._batch_s + 0.2 * (time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            self._batch_s = 0.8 * self._batch_s + 0.2 * seconds
             if len(gens) != len(batch):
                 raise RuntimeError(f"llm.generate returned {len(gens)} generations for {len(batch)} prompts")
         except Exception as e:  # the engine's failure goes to every request of the batch
@@ -229,6 +247,8 @@ class DynamicBatcher:
             for it, g in zip(batch, gens):
                 if not it.future.done():  # the client may have gone away
                     it.future.set_result(g)
+            if self.on_batch is not None:  # after the results: a failing observer strands no request
+                self.on_batch(seconds)
         finally:
             self._slots.release()
 

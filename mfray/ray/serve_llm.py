@@ -39,6 +39,7 @@ from ray.serve.exceptions import BackPressureError
 from mfray.llm.base import Generation, Prompt, SamplingParams, prompt_seeds
 from mfray.llm.batching import Overloaded
 from mfray.llm.server import build_app
+from mfray.ray.metrics import create
 
 APP_NAME = "mfray-llm"  # the application name sweeps look up (SweepConfig.serve_app)
 DEPLOYMENT_NAME = "LLMServer"
@@ -103,6 +104,11 @@ class LLMReplica:
             max_prompt_tokens=max_prompt_tokens,
         )
         self.llm = self.http_app.state.llm  # the BatchedLLM both paths share
+        # Exported to Prometheus (mfray.ray.metrics): the batcher's queue depth and engine calls,
+        # whichever path (HTTP or handle) the requests came by.
+        queue_depth, batch_seconds = create("mfray_llm_queue_depth"), create("mfray_llm_batch_seconds")
+        self.llm.batcher.on_waiting = queue_depth.set
+        self.llm.batcher.on_batch = batch_seconds.observe
 
     def __serve_build_asgi_app__(self):
         # Serve calls this after the constructor: the HTTP app needs the loaded engine.
