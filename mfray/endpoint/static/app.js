@@ -170,6 +170,8 @@ async function open(id) {
   const info = await api("GET", `/simulations/${id}`);
   $("view").hidden = false;
   $("title").textContent = `${info.event_id} · ${info.method} · seed ${info.seed} (${id})`;
+  $("progress").textContent = info.status;
+  $("progress").dataset.status = "";  // set again by the stream, so nothing waits on the last one's
   say("");
   draw();
   watch(id, "steps");
