@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from mfray.sim.methods import REGISTRY
+
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_commands(sub)
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--config", help="SimulateConfig YAML (e.g. jobs/configs/simulate.yaml)")
     sim.add_argument("--events", nargs="+", metavar="PATH", help="event files or directories")
     sim.add_argument("--method", action="append", dest="methods", metavar="METHOD",
-                     help="state, recent, popular, mf, sft or mf_ibtune (repeatable; default mf)")
+                     help="repeatable (default mf): " + "; ".join(f"{m.name}: {m.summary}" for m in REGISTRY.values()))
     sim.add_argument("--horizon", type=int, help="agents to simulate (default 300)")
     sim.add_argument("--agents-per-step", type=int, help="agents per timestep N_t (default 16)")
     sim.add_argument("--sim-start", type=int, help="first generated agent; earlier ones act for real (default 48)")

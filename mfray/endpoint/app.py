@@ -31,6 +31,7 @@ from mfray.endpoint.plots import plot_png
 from mfray.endpoint.schemas import MAX_BODY_BYTES, CreateSimulation, Fork, Intervene, Resume, SetSignal
 from mfray.endpoint.simulation import BadRequest, Conflict
 from mfray.eval.labels import DIMENSIONS
+from mfray.sim.methods import REGISTRY
 from mfray.http_common import BearerAuthMiddleware, BodyLimitMiddleware, error_response, logged_failure, validation_message
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -102,6 +103,13 @@ def build_app(host: SimulationHost, token: str | None = None,
     async def events() -> dict:
         """The stored events a simulation can be created from."""
         return {"events": host.catalog.listing()}
+
+    @app.get("/api/methods", tags=["events"])
+    async def methods() -> dict:
+        """The simulation methods (mfray.sim.methods), and whether this server can run each (a
+        method whose adapters it does not load cannot)."""
+        return {"methods": [{"name": m.name, "summary": m.summary, "uses_mean_field": m.uses_mean_field,
+                             "available": host.runnable(m.name) is None} for m in REGISTRY.values()]}
 
     @app.get("/api/simulations", tags=["simulations"])
     async def simulations() -> dict:

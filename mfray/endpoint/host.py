@@ -26,6 +26,7 @@ from mfray.endpoint.schemas import SIM_ID, CreateSimulation, Fork
 from mfray.endpoint.simulation import TERMINAL, BadRequest, Conflict, Session, Simulation, label_records, summary_of
 from mfray.eval.annotate import Annotator
 from mfray.sim.config import RolloutConfig
+from mfray.sim.methods import method_spec
 from mfray.sim.session import LiveSession
 from mfray.types import Event, StepRecord
 
@@ -103,6 +104,15 @@ class SimulationHost:
         rows = [self.sims[i].summary() if i in self.sims else summary_of(meta) for i, meta in self.metas.items()]
         return sorted(rows, key=lambda row: row["created"], reverse=True)
 
+    def runnable(self, method: str) -> str | None:
+        """Why this server cannot run `method` (an adapter it does not load), or None."""
+        spec = method_spec(method)
+        missing = [a for a in (spec.policy_adapter, spec.mean_field_adapter) if a and self.adapters is not None and a not in self.adapters]
+        if missing:
+            return (f"method {method} needs the adapter(s) {missing}, which this server does not load "
+                    f"(it serves {sorted(self.adapters) or 'none'}); pick another method")
+        return None
+
     def get(self, sim_id: str) -> Simulation:
         """The simulation `sim_id`, read from disk if it is not in memory."""
         if not SIM_ID.match(sim_id) or sim_id not in self.metas:
@@ -118,10 +128,9 @@ class SimulationHost:
     async def create(self, req: CreateSimulation) -> Simulation:
         """A new simulation of a stored or uploaded event, started unless req.start is false."""
         cfg = _rollout_config(req.rollout_config())
-        missing = [a for a in RolloutConfig.model_validate(cfg).adapters() if a and self.adapters is not None and a not in self.adapters]
-        if missing:
-            raise BadRequest(f"method {req.method} needs the adapter(s) {missing}, which this server does not load "
-                             f"(it serves {sorted(self.adapters) or 'none'}); pick another method")
+        problem = self.runnable(req.method)
+        if problem:
+            raise BadRequest(problem)
         sim_id = uuid.uuid4().hex[:12]
         if req.upload is not None:
             file = self.catalog.save_upload(sim_id, req.upload.suffix, req.upload.content, req.upload.encoding)

@@ -9,8 +9,7 @@ from pydantic import Field, model_validator
 
 from mfray.config import EndpointConfig, ModelConfig, SamplingConfig, StrictModel
 
-Method = Literal["state", "recent", "popular", "mf", "sft", "mf_ibtune"]
-METHODS: tuple[str, ...] = ("state", "recent", "popular", "mf", "sft", "mf_ibtune")
+from mfray.sim.methods import METHODS, Method, method_spec  # noqa: F401 - re-exported: the names configs use
 
 
 class Intervention(StrictModel):
@@ -156,16 +155,20 @@ class RolloutConfig(StrictModel):
 
     @property
     def uses_mean_field(self) -> bool:
-        return self.method in ("mf", "mf_ibtune")
+        return method_spec(self.method).uses_mean_field
+
+    @property
+    def context(self) -> str:
+        """What the policy prompt shows of the population (mfray.sim.methods)."""
+        return method_spec(self.method).context
 
     def adapters(self) -> tuple[str | None, str | None]:
-        """(policy adapter, mean-field adapter) for the method: sft and mf_ibtune use the
-        adapters that training writes under these names unless the config names others; the
-        other methods run the base model whatever the config names."""
-        policy_default = {"sft": "sft", "mf_ibtune": "ib_policy"}.get(self.method)
-        mf_default = "ib_mean_field" if self.method == "mf_ibtune" else None
-        return (policy_default and (self.policy_adapter or policy_default),
-                mf_default and (self.mean_field_adapter or mf_default))
+        """(policy adapter, mean-field adapter) for the method: a method with adapters in the
+        registry (sft, mf_ibtune) uses those that training writes under these names unless the
+        config names others; the other methods run the base model whatever the config names."""
+        spec = method_spec(self.method)
+        return (spec.policy_adapter and (self.policy_adapter or spec.policy_adapter),
+                spec.mean_field_adapter and (self.mean_field_adapter or spec.mean_field_adapter))
 
 
 class SimulateConfig(StrictModel):

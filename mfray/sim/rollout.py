@@ -300,16 +300,16 @@ class EventRollout:
 
     # ---- prompts -----------------------------------------------------------------------------
     def _policy_prompt(self, agent: _Agent) -> Prompt:
-        method = self.cfg.method
+        context = self.cfg.context  # what the method shows of the population (mfray.sim.methods)
         return policy_prompt(
             self.cfg.prompt_style,
             self.event.language,
             self.event.topic_text,
             agent.state,
-            mean_field=self.mean_field if self.cfg.uses_mean_field else "",
+            mean_field=self.mean_field if context == "mean_field" else "",
             signal=signal_at(self.cfg.signals, self.step),
-            recent=select_recent(self.window, self.cfg.recent_k) if method == "recent" else [],
-            popular=select_popular(self.window, self.cfg.popular_k, self.cfg.popular_window) if method == "popular" else [],
+            recent=select_recent(self.window, self.cfg.recent_k) if context == "recent" else [],
+            popular=select_popular(self.window, self.cfg.popular_k, self.cfg.popular_window) if context == "popular" else [],
         )
 
     def _mean_field_prompt(self) -> Prompt:

@@ -248,6 +248,14 @@ async function start() {
 
 async function boot() {
   try {
+    const methods = await api("GET", "/methods");
+    $("method").replaceChildren(...methods.methods.map((m) => {
+      const o = el("option", `${m.name}: ${m.summary}` + (m.available ? "" : " (not loaded here)"));
+      o.value = m.name;
+      o.disabled = !m.available;
+      o.selected = m.name === "mf";
+      return o;
+    }));
     const events = await api("GET", "/events");
     $("events").replaceChildren(...events.events.map((e) => { const o = el("option"); o.value = e.id; return o; }));
     if (!$("event").value && events.events.length) $("event").value = events.events[0].id;
