@@ -13,6 +13,10 @@ What it selects (all with one fixed seed, so a rerun gives the same posts in the
   event` responses each (default 26), shuffled the same way and deduplicated the same way, except
   that a bare stock repost (转发微博 / 轉發微博 / Repost with no chain) may repeat: it is the most
   common action and the sample keeps its natural share.
+- `--exclude-test-sets NAME ...` (default: none) also leaves out every event of those existing
+  test sets (mfray/eval/gold/NAME.jsonl, names of mfray.eval.gold.TEST_SETS), so a new test set
+  shares no event with them. Without it the draw is exactly as before, so an existing set still
+  reproduces from its seed. Use a new `--seed` for a new set.
 
 It writes one JSON object per line: `lang`, `event`, `id`, `topic`, `text` (the text a labeller
 reads: the tweet as crawled; for Weibo the action text, i.e. the post's own words, or for a pure
@@ -37,6 +41,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from mfray.data import load_events  # noqa: E402
 from mfray.data.weibo import is_stock_repost  # noqa: E402
+from mfray.eval.gold import TEST_SETS, gold_set_path  # noqa: E402
 
 SEED = 20240611
 GOLD_FILE = Path("labels") / "twitter_gold_240.jsonl"
@@ -74,6 +79,17 @@ def gold_events(data: Path) -> set[str]:
         return {json.loads(line)["event"] for line in f if line.strip()}
 
 
+def test_set_events(names: list[str]) -> set[str]:
+    """The events of the named test sets (their labels files in mfray/eval/gold/)."""
+    events: set[str] = set()
+    for name in names:
+        if name not in TEST_SETS:
+            raise SystemExit(f"unknown test set {name!r}; expected one of {', '.join(TEST_SETS)}")
+        with open(gold_set_path(name), encoding="utf-8") as f:
+            events |= {json.loads(line)["event"] for line in f if line.strip()}
+    return events
+
+
 def _load(path: Path) -> list:
     events, problems = load_events([path])
     if problems:
@@ -97,8 +113,9 @@ def _pick(posts, n: int, rng: random.Random, keep, repeatable=lambda p: False) -
     return chosen
 
 
-def sample_twitter(data: Path, n_events: int, per_event: int, seed: int) -> list[dict]:
-    excluded = gold_events(data)
+def sample_twitter(data: Path, n_events: int, per_event: int, seed: int,
+                   exclude: frozenset[str] = frozenset()) -> list[dict]:
+    excluded = gold_events(data) | set(exclude)
     events = [e for e in _load(data / TWITTER_DIR) if e.event_id not in excluded]
     rng = random.Random(seed)
     rows: list[dict] = []
@@ -114,9 +131,14 @@ def sample_twitter(data: Path, n_events: int, per_event: int, seed: int) -> list
     return rows
 
 
-def sample_weibo(data: Path, per_event: int, seed: int) -> list[dict]:
+def sample_weibo(data: Path, per_event: int, seed: int,
+                 exclude: frozenset[str] = frozenset()) -> list[dict]:
     rows: list[dict] = []
+    if per_event <= 0:
+        return rows
     for event in _load(data / WEIBO_TRAIN):
+        if event.event_id in exclude:
+            continue
         posts = _pick(event.responses, per_event, random.Random(f"{seed}:{event.event_id}"),
                       keep=lambda p: True,
                       repeatable=lambda p: p.is_repost and is_stock_repost(p.text))
@@ -138,11 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--twitter-events", type=int, default=72, help="Twitter events (default 72)")
     ap.add_argument("--per-event", type=int, default=6, help="tweets per event (default 6)")
     ap.add_argument("--weibo-per-event", type=int, default=26,
-                    help="posts per Weibo training event (default 26)")
+                    help="posts per Weibo training event (default 26; 0: no Weibo)")
+    ap.add_argument("--exclude-test-sets", nargs="+", default=[], metavar="NAME",
+                    help="leave out the events of these existing test sets (mfray/eval/gold/"
+                         "NAME.jsonl), e.g. twitter_unseen (default: none)")
     args = ap.parse_args(argv)
 
-    rows = sample_twitter(args.data, args.twitter_events, args.per_event, args.seed)
-    rows += sample_weibo(args.data, args.weibo_per_event, args.seed)
+    exclude = frozenset(test_set_events(args.exclude_test_sets))
+    rows = sample_twitter(args.data, args.twitter_events, args.per_event, args.seed, exclude)
+    rows += sample_weibo(args.data, args.weibo_per_event, args.seed, exclude)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

@@ -48,6 +48,7 @@ class GoldSet:
 
 TEST_SETS: dict[str, GoldSet] = {
     "twitter_unseen": GoldSet("twitter_unseen.jsonl", "twitter_rumdect", "en", "twitter"),
+    "twitter_fresh": GoldSet("twitter_fresh.jsonl", "twitter_rumdect", "en", "twitter"),
     "weibo_train": GoldSet("weibo_train.jsonl", "weibo_rumdect/train", "zh", "weibo"),
 }
 
@@ -173,9 +174,9 @@ def check_test_labels(name: str, data_root: str | os.PathLike, path: str | os.Pa
 
 def load_test_labels(name: str, data_root: str | os.PathLike,
                      path: str | os.PathLike | None = None) -> list[GoldLabel]:
-    """Test set `name` ("twitter_unseen" or "weibo_train") with each post's text and topic from
-    the data under `data_root` (e.g. ../shared/data). Raises GoldSetError listing every problem
-    (file, line, field) if there is any."""
+    """Test set `name` (a key of TEST_SETS, e.g. "twitter_fresh") with each post's text and
+    topic from the data under `data_root` (e.g. ../shared/data). Raises GoldSetError listing
+    every problem (file, line, field) if there is any."""
     labels, problems = check_test_labels(name, data_root, path)
     if problems:
         raise GoldSetError(name, problems)

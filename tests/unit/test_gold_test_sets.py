@@ -3,8 +3,10 @@ and disjoint enough, and every label is valid. Nothing may be tuned on these fil
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,7 @@ from mfray.eval.gold import (
 from mfray.eval.labels import DIMENSIONS, GoldLabel
 
 TUNING_GOLD = "labels/twitter_gold_240.jsonl"
+LABEL_SAMPLE = Path(__file__).resolve().parents[2] / "benchmarks" / "label_sample.py"
 
 
 def _tuning_events(data_dir) -> set[str]:
@@ -36,8 +39,10 @@ def _check_labels(labels: list[GoldLabel]) -> None:
         assert g.text.strip() and g.topic.strip(), (g.event, g.id)
 
 
-def test_twitter_unseen_loads_and_is_disjoint_from_the_tuning_gold(data_dir):
-    labels = load_test_labels("twitter_unseen", data_dir)
+@pytest.mark.parametrize("name", ["twitter_unseen", "twitter_fresh"])
+def test_twitter_sets_load_and_are_disjoint_from_the_tuning_gold(data_dir, name):
+    assert TEST_SETS[name].language == "en" and TEST_SETS[name].data_subdir == "twitter_rumdect"
+    labels = load_test_labels(name, data_dir)
     _check_labels(labels)
     events = {g.event for g in labels}
     assert len(labels) >= 400
@@ -47,6 +52,34 @@ def test_twitter_unseen_loads_and_is_disjoint_from_the_tuning_gold(data_dir):
     raw_file = data_dir / f"twitter_rumdect/{labels[0].event}.json"
     raw = json.loads(raw_file.read_text(encoding="utf-8"))
     assert raw[labels[0].id][1] == labels[0].text
+
+
+def test_twitter_fresh_shares_no_event_with_twitter_unseen(data_dir):
+    # twitter_fresh was sampled with --exclude-test-sets twitter_unseen (a new seed): it is the
+    # English test set once twitter_unseen is used for development
+    fresh = {g.event for g in load_test_labels("twitter_fresh", data_dir)}
+    unseen = {g.event for g in load_test_labels("twitter_unseen", data_dir)}
+    assert fresh and unseen and not fresh & unseen
+
+
+def _label_sample():
+    spec = importlib.util.spec_from_file_location("label_sample", LABEL_SAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, seed, exclude", [
+    ("twitter_unseen", 20240611, ()),  # the default command
+    ("twitter_fresh", 20250717, ("twitter_unseen",)),  # README: --seed 20250717 --exclude-...
+])
+def test_twitter_sets_reproduce_from_the_sampler(data_dir, name, seed, exclude):
+    sampler = _label_sample()
+    rows = sampler.sample_twitter(data_dir, 72, 6, seed,
+                                  frozenset(sampler.test_set_events(list(exclude))))
+    lines = gold_set_path(name).read_text(encoding="utf-8").splitlines()
+    assert [(r["event"], r["id"]) for r in rows] == [
+        (json.loads(line)["event"], json.loads(line)["id"]) for line in lines]
 
 
 def test_weibo_train_loads_from_training_events_only(data_dir):
