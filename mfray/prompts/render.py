@@ -127,14 +127,16 @@ def policy_prompt(
 
 
 def mean_field_prompt(style: str, language: str, topic: str, previous: str, comments: list[dict],
-                      signal: str | None = None) -> Prompt:
+                      signal: str | None = None, distribution: str | None = None) -> Prompt:
     """The mean-field prompt mu(. | topic, m_t, step actions) in `style`; `comments` are {"text",
-    "state"} dicts (state "" when the mean field is not shown the authors' states). "timeline" is
-    a raw string ending with the open summary (read the generation back with
-    mfray.prompts.parse.mean_field_text)."""
+    "state"} dicts (state "" when the mean field is not shown the authors' states);
+    `distribution`: MF-MDP's m_t as text (mfray.mdp.macro.describe), shown to its summariser (SPEC
+    section 6, Eq. 4), None for MF-LLM. "timeline" is a raw string ending with the open summary
+    (read the generation back with mfray.prompts.parse.mean_field_text)."""
     _check_style(style)
     if style == "chat":
-        return render_chat("mean_field", language, topic=topic, previous=previous, signal=signal, comments=comments)
+        return render_chat("mean_field", language, topic=topic, previous=previous, signal=signal, comments=comments,
+                           distribution=distribution)
     return render_text(
         "mean_field_timeline",
         language,
@@ -142,6 +144,7 @@ def mean_field_prompt(style: str, language: str, topic: str, previous: str, comm
         topic=one_line(topic),
         previous=previous.strip(),
         signal=one_line(signal) if signal else None,
+        distribution=distribution,
         comments=[{"text": one_line(c["text"]), "state": one_line(c["state"])} for c in comments],
     )
 

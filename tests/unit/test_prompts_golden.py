@@ -21,10 +21,13 @@ CASES = {
                                             popular=[], latent_state=None, latent_distribution=None, state="{state}")),
     "policy_popular": ("policy", dict(topic="{topic}", mean_field="", signal=None, recent=[], popular=["top", "next"],
                                       latent_state=None, latent_distribution=None, state="{state}")),
-    "mean_field_first": ("mean_field", dict(topic="{topic}", previous="", signal=None,
+    "mean_field_first": ("mean_field", dict(topic="{topic}", previous="", signal=None, distribution=None,
                                              comments=[{"text": "a", "state": ""}, {"text": "b", "state": ""}])),
     "mean_field_with_states": ("mean_field", dict(topic="{topic}", previous="Earlier summary.", signal="Officials deny it.",
-                                                   comments=[{"text": "a", "state": "A user from X."}])),
+                                                   distribution=None, comments=[{"text": "a", "state": "A user from X."}])),
+    "mean_field_distribution": ("mean_field", dict(topic="{topic}", previous="Earlier summary.", signal=None,
+                                                    distribution="positive 20%, neutral 50%, negative 30%",
+                                                    comments=[{"text": "a", "state": ""}])),
 }
 
 
@@ -46,7 +49,7 @@ def test_missing_variable_is_an_error_not_an_empty_string():
 
 
 def test_empty_mean_field_is_not_shown_as_a_placeholder():
-    text = render_text("mean_field", "en", topic="t", previous="", signal=None, comments=[{"text": "x", "state": ""}])
+    text = render_text("mean_field", "en", topic="t", previous="", signal=None, distribution=None, comments=[{"text": "x", "state": ""}])
     assert "Previous mean field" not in text and "['']" not in text
 
 
@@ -65,6 +68,9 @@ TIMELINE_CASES = {
     "mean_field_timeline_with_states": ("mean_field", dict(topic="{topic}", previous="Stance: earlier.\nEmotions: calm.",
                                                            signal="Officials deny it.",
                                                            comments=[{"text": "a", "state": "A user from X."}])),
+    "mean_field_timeline_distribution": ("mean_field", dict(topic="{topic}", previous="Stance: earlier.", signal=None,
+                                                            distribution="positive 20%, neutral 50%, negative 30%",
+                                                            comments=[{"text": "a", "state": ""}])),
 }
 
 
@@ -147,7 +153,7 @@ def test_chat_style_is_the_chat_prompt_and_an_unknown_style_is_refused():
         {"role": "user", "content": render_text("policy", "en", **policy_vars)}]
     comments = [{"text": "x", "state": ""}]
     assert mean_field_prompt("chat", "zh", "t", "", comments) == [
-        {"role": "user", "content": render_text("mean_field", "zh", topic="t", previous="", signal=None, comments=comments)}]
+        {"role": "user", "content": render_text("mean_field", "zh", topic="t", previous="", signal=None, distribution=None, comments=comments)}]
     with pytest.raises(ValueError, match="unknown prompt style 'json'"):
         policy_prompt("json", "en", "t", "")
 
