@@ -24,7 +24,9 @@ from mfray.eval.labels import GoldLabel
 
 AGREEMENT_FILE = Path(__file__).resolve().parent / "gold" / "agreement.json"  # ships with the package
 AGREEMENT_FILE_REL = "mfray/eval/gold/agreement.json"
-TEST_SET_NAMES = ("twitter_unseen", "weibo_train")  # mfray.eval.gold.TEST_SETS, without loading it
+# mfray.eval.gold.TEST_SETS, without loading it; twitter_fresh is the English test set, twitter_unseen
+# a development set since the annotator work of 2026-12-06 (mfray/eval/gold/README.md)
+TEST_SET_NAMES = ("twitter_fresh", "twitter_unseen", "weibo_train")
 # Local annotators' names -> the --annotator value of benchmarks/annotator_gold.py (config names).
 LOCAL_SPECS = {"offline-v1": "offline", "learned-v1": "learned", "hybrid-v1": "hybrid"}
 

@@ -76,9 +76,11 @@ def test_committed_record_holds_the_local_annotators():
     # mfray/eval/gold/agreement.json, written by the commands it records.
     data = load_agreement()
     for name in ("offline-v1", "learned-v1", "hybrid-v1"):
-        for test_set, n in (("twitter_unseen", 432), ("weibo_train", 156)):
+        for test_set, n in (("twitter_fresh", 432), ("twitter_unseen", 432), ("weibo_train", 156)):
             entry = data[name][test_set]
             assert entry["n"] == n and f"--test-set {test_set}" in entry["command"] and len(entry["dimensions"]) == 8
     assert round(data["offline-v1"]["twitter_unseen"]["mean_macro_f1"], 3) == 0.525
     assert data["offline-v1"]["twitter_unseen"]["above_majority"] == 5
     assert round(data["offline-v1"]["weibo_train"]["mean_macro_f1"], 3) == 0.648
+    assert round(data["offline-v1"]["twitter_fresh"]["mean_macro_f1"], 3) == 0.597
+    assert data["offline-v1"]["twitter_fresh"]["above_majority"] == 6
