@@ -90,3 +90,7 @@ class StepRecord:
     # The policy prompt as JSON chat messages (mfray.sim.trajectory.encode_prompt), so the NLL of
     # the real action can be scored later; None where no policy acted (warm-up, intervention).
     policy_prompt: str | None = None
+    # MF-MDP only (None elsewhere): the agent's latent state drawn from m_t, and m_t itself as
+    # JSON {"positive": p, "neutral": p, "negative": p} (mfray.mdp.macro.STATES).
+    latent_state: str | None = None
+    macro_state: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from mfray.config import EndpointConfig, ModelConfig, SamplingConfig, StrictModel
 
@@ -95,6 +95,19 @@ class Signal(StrictModel):
 STYLE_REPETITION_PENALTY = {"chat": 1.2, "timeline": 1.0}
 
 
+class MdpConfig(StrictModel):
+    """MF-MDP's settings (SPEC section 6), read only by methods with a macro state (mfmdp).
+    `transition`: f_psi's checkpoint (mfray.mdp.transition_train.save_checkpoint); None runs the
+    persistence baseline m_t = m_{t-1}, which results must name as such. `encoder_dim`: the
+    hashing encoder's width, the one f_psi was trained with. `annotator`: labels the real warm-up
+    actions' attitudes (m_0 and the warm-up m*_t)."""
+
+    transition: str | None = None
+    encoder_dim: int = Field(256, ge=8)
+    annotator: Literal["offline", "learned", "hybrid"] = "offline"
+    window: int = Field(4096, ge=1, description="steps of macro history kept (f_psi's window)")
+
+
 class RolloutConfig(StrictModel):
     """How one event is simulated. Interventions may name only agents the rollout generates
     (sim_start <= agent < horizon), each at most once over all interventions; any other plan is
@@ -123,6 +136,16 @@ class RolloutConfig(StrictModel):
     mean_field_adapter: str | None = None
     interventions: list[Intervention] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list)
+    mdp: MdpConfig = MdpConfig()
+
+    @model_serializer(mode="wrap")
+    def _mdp_only_where_used(self, handler):
+        """A method without a macro state leaves `mdp` out of its dump, so its run identities and
+        rollout fingerprints are those it had before MF-MDP existed."""
+        data = handler(self)
+        if not method_spec(self.method).macro_state:
+            data.pop("mdp", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mfray.sim.config import RolloutConfig
+from mfray.sim.methods import method_spec
 from mfray.types import Event
 
 _TEMPLATES = Path(__file__).resolve().parents[1] / "prompts" / "templates"
@@ -46,6 +47,8 @@ def config_identity(cfg, method: str, use_endpoint: bool) -> RunIdentity:
     rollout = cfg.rollout.model_copy(update={"method": method})
     adapters = rollout.adapters()
     backend = _endpoint_backend(cfg.endpoint, adapters) if use_endpoint else _local_backend(cfg.model, adapters)
+    if method_spec(method).macro_state:  # MF-MDP: f_psi's weights make the run as much as the LLM's do
+        backend["transition"] = _path_digest(rollout.mdp.transition) if rollout.mdp.transition else "persistence"
     return make_identity(rollout, backend)
 
 

@@ -12,6 +12,7 @@ method is one entry here plus its own modules.
 | mf | the mean field (MF-LLM) | yes | base model |
 | sft | its profile only | no | sft, base model |
 | mf_ibtune | the mean field | yes | ib_policy, ib_mean_field (IB-Tune) |
+| mfmdp | the mean field, m_t and its own state drawn from m_t (MF-MDP) | yes | base model (LCT-Policy adapters: to come) |
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class MethodSpec:
     policy_adapter: str | None
     mean_field_adapter: str | None
     summary: str
+    macro_state: bool = False  # MF-MDP: an explicit distribution m_t over latent states (mfray.mdp)
 
     @property
     def uses_mean_field(self) -> bool:
@@ -49,6 +51,9 @@ REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("sft", "none", "sft", None, "the policy fine-tuned on real posts (SFT), profile only"),
     MethodSpec("mf_ibtune", "mean_field", "ib_policy", "ib_mean_field",
                "MF-LLM with policy and mean-field models trained by IB-Tune"),
+    MethodSpec("mfmdp", "mean_field", None, None,
+               "MF-MDP: the mean field plus an attitude distribution m_t that f_psi carries forward; each agent "
+               "draws its own state from it", macro_state=True),
 )}
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 Method = Literal[METHODS]  # the config field's type: one of the registry's names

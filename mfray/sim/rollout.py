@@ -25,10 +25,12 @@ from typing import Literal
 
 from mfray.data.state import state_text
 from mfray.llm.base import Generation, Prompt, SamplingParams
+from mfray.mdp.macro import STATES, describe, draw_state, state_name
 from mfray.prompts.parse import mean_field_text, post_text
 from mfray.prompts.render import encoded_prompt_hash, mean_field_prompt, policy_prompt
 from mfray.sim.config import RolloutConfig
 from mfray.sim.context import WindowAction, derive_seed, select_popular, select_recent, signal_at
+from mfray.sim.methods import method_spec
 from mfray.sim.trajectory import encode_prompt
 from mfray.types import Event, Profile, StepRecord
 
@@ -58,6 +60,7 @@ class _Agent:
     completion_tokens: int = 0
     latency_s: float = 0.0
     failed: bool = False
+    latent: str | None = None  # MF-MDP: the state this agent drew from m_t
 
 
 @dataclass
@@ -100,6 +103,12 @@ class EventRollout:
         self.event_seed = derive_seed(self.seed, self.event.event_id)
         self.policy_adapter, self.mean_field_adapter = self.cfg.adapters()
         self._profiles = [p.profile for p in self.event.responses] or [Profile()]
+        # MF-MDP's macro state (mfray.mdp.tracker): m_t beside the text mean field r_t.
+        self.macro = None
+        if method_spec(self.cfg.method).macro_state:
+            from mfray.mdp.tracker import build_tracker
+
+            self.macro = build_tracker(self.cfg.mdp, self.event, self.cfg.sim_start, self.cfg.agents_per_step)
 
     # ---- the driver's side -------------------------------------------------------------------
     @property
@@ -151,6 +160,7 @@ class EventRollout:
             "mean_field": self.mean_field,
             "window": [[a.text, a.followers] for a in self.window],
             "stats": vars(self.stats).copy(),
+            **({"macro": self.macro.state_dict()} if self.macro is not None else {}),
         }
 
     @classmethod
@@ -165,6 +175,8 @@ class EventRollout:
         rollout.mean_field = state["mean_field"]
         rollout.window.extend(WindowAction(text, followers) for text, followers in state["window"])
         rollout.stats = RolloutStats(**state["stats"])
+        if rollout.macro is not None:
+            rollout.macro.load_state(state["macro"])
         return rollout
 
     def _fingerprint(self) -> str:
@@ -187,9 +199,17 @@ class EventRollout:
                 agent.text, agent.source = inserted[offset], "intervention"
             elif j < self.cfg.sim_start and agent.real_text is not None:
                 agent.text, agent.source = agent.real_text, "real"
-            else:
-                agent.prompt = self._policy_prompt(agent)
             self._agents.append(agent)
+        if self.macro is not None:  # m_t first: the step's prompts show it
+            warmup = all(a.source == "real" for a in self._agents)
+            m = self.macro.start_step(self.step, self.mean_field, [a.state for a in self._agents],
+                                      signal_at(self.cfg.signals, self.step), warmup)
+            for a in self._agents:
+                if a.source == "policy":  # each agent's own state, drawn independently (never the argmax)
+                    a.latent = draw_state(m, derive_seed(self.event_seed, "latent", a.index))
+        for agent in self._agents:
+            if agent.source == "policy":
+                agent.prompt = self._policy_prompt(agent)
         self._waiting = [i for i, a in enumerate(self._agents) if a.source == "policy"]
         self._attempt = 0
         if self._waiting:
@@ -260,6 +280,7 @@ class EventRollout:
 
     def _finish_step(self, next_mean_field: str) -> None:
         signal = signal_at(self.cfg.signals, self.step)
+        macro = json.dumps(dict(zip(STATES, self.macro.m.round(6).tolist()))) if self.macro is not None else None
         for a in self._agents:
             stored = encode_prompt(a.prompt) if a.prompt is not None else None
             self._out.append(
@@ -284,6 +305,8 @@ class EventRollout:
                     intervention=a.source == "intervention",
                     prompt_hash=encoded_prompt_hash(stored) if stored is not None else "",
                     policy_prompt=stored,
+                    latent_state=a.latent,
+                    macro_state=macro,
                 )
             )
             if a.text is not None:
@@ -301,6 +324,9 @@ class EventRollout:
     # ---- prompts -----------------------------------------------------------------------------
     def _policy_prompt(self, agent: _Agent) -> Prompt:
         context = self.cfg.context  # what the method shows of the population (mfray.sim.methods)
+        language = self.event.language
+        latent = {} if self.macro is None else {"latent_state": state_name(agent.latent, language),
+                                                 "latent_distribution": describe(self.macro.m, language)}
         return policy_prompt(
             self.cfg.prompt_style,
             self.event.language,
@@ -310,6 +336,7 @@ class EventRollout:
             signal=signal_at(self.cfg.signals, self.step),
             recent=select_recent(self.window, self.cfg.recent_k) if context == "recent" else [],
             popular=select_popular(self.window, self.cfg.popular_k, self.cfg.popular_window) if context == "popular" else [],
+            **latent,
         )
 
     def _mean_field_prompt(self) -> Prompt:
@@ -321,4 +348,5 @@ class EventRollout:
         return mean_field_prompt(
             self.cfg.prompt_style, self.event.language, self.event.topic_text, self.mean_field, comments,
             signal=signal_at(self.cfg.signals, self.step),
+            distribution=describe(self.macro.m, self.event.language) if self.macro is not None else None,
         )

@@ -43,6 +43,8 @@ SCHEMA = pa.schema(
         ("intervention", pa.bool_()),
         ("prompt_hash", pa.string()),
         ("policy_prompt", pa.string()),  # absent from files written before it existed: read as null
+        ("latent_state", pa.string()),  # MF-MDP's columns: null for other methods and older files
+        ("macro_state", pa.string()),
     ]
 )
 

@@ -10,14 +10,16 @@ from mfray.sim.methods import ADAPTER_NAMES, METHODS, REGISTRY, method_spec
 
 
 def test_the_table_as_the_spec_gives_it():
-    table = {m: (s.context, s.uses_mean_field, s.policy_adapter, s.mean_field_adapter) for m, s in REGISTRY.items()}
+    table = {m: (s.context, s.uses_mean_field, s.policy_adapter, s.mean_field_adapter, s.macro_state)
+             for m, s in REGISTRY.items()}
     assert table == {
-        "state": ("none", False, None, None),
-        "recent": ("recent", False, None, None),
-        "popular": ("popular", False, None, None),
-        "mf": ("mean_field", True, None, None),
-        "sft": ("none", False, "sft", None),
-        "mf_ibtune": ("mean_field", True, "ib_policy", "ib_mean_field"),
+        "state": ("none", False, None, None, False),
+        "recent": ("recent", False, None, None, False),
+        "popular": ("popular", False, None, None, False),
+        "mf": ("mean_field", True, None, None, False),
+        "sft": ("none", False, "sft", None, False),
+        "mf_ibtune": ("mean_field", True, "ib_policy", "ib_mean_field", False),
+        "mfmdp": ("mean_field", True, None, None, True),
     }
     assert METHODS == tuple(table) and ADAPTER_NAMES == ("sft", "ib_policy", "ib_mean_field")
 
@@ -30,5 +32,5 @@ def test_the_config_reads_the_registry():
         assert cfg.adapters() == ("mine" if spec.policy_adapter else None, "mine_mf" if spec.mean_field_adapter else None)
     with pytest.raises(ValueError, match="Input should be 'state'"):
         RolloutConfig.model_validate({"method": "mdp"})
-    with pytest.raises(KeyError, match="methods: state, recent, popular, mf, sft, mf_ibtune"):
+    with pytest.raises(KeyError, match="methods: state, recent, popular, mf, sft, mf_ibtune, mfmdp"):
         method_spec("mdp")

@@ -1,0 +1,125 @@
+"""The macro state (r_t, m_t) of one MF-MDP rollout (SPEC section 6, Alg. 1): m_0 from the warm-up
+labels, the real histogram m*_t during warm-up, then f_psi's prediction fed back step after step;
+the input tokens x_t = [m_{t-1}; E(r_{t-1}); mean E(profiles); E(c_t)] built exactly as training
+builds them (mfray.mdp.transition.assemble_token). Simulated actions reach m only through r: m is
+never reset from the simulated posts.
+
+The rollout (mfray.sim.rollout) calls `start_step` when a step begins and reads `m` for the
+step's prompts; `state_dict` / `from_state` keep it resumable (a bounded window of (m, r) per
+step: the tokens are rebuilt from them, so checkpoints hold text, not vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from mfray.mdp.encoder import HashingEncoder
+from mfray.mdp.macro import histogram, initial_distribution
+
+# (tokens [t, d_in] float32) -> m_hat_t [3]: f_psi's prediction for the last token, or persistence.
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def persistence(tokens: np.ndarray) -> np.ndarray:
+    """m_hat_t = m_{t-1}: the baseline f_psi must beat (the m-slot of the last token)."""
+    return tokens[-1, :3].copy()
+
+
+def transition_predictor(path: str | Path, encoder_dim: int) -> Predict:
+    """f_psi loaded from a checkpoint (mfray.mdp.transition_train.save_checkpoint) as a Predict;
+    refuses one trained on tokens of another encoder width."""
+    import torch
+
+    from mfray.mdp.transition_train import load_transition, predict_next
+
+    model = load_transition(path)
+    if model.cfg.encoder_dim != encoder_dim:
+        raise ValueError(f"f_psi checkpoint {path} was trained with encoder_dim {model.cfg.encoder_dim}, "
+                         f"this rollout encodes with {encoder_dim}")
+    window = model.cfg.window
+    return lambda tokens: predict_next(model, torch.from_numpy(tokens[-window:])).numpy()
+
+
+class MacroTracker:
+    """m_t and the tokens behind it for one rollout. `warmup_labels`: the attitude label (or
+    None) of each real warm-up action, by agent index; `window`: steps of history kept (f_psi's
+    window)."""
+
+    def __init__(self, predict: Predict, encoder: HashingEncoder, warmup_labels: dict[int, str | None],
+                 agents_per_step: int, window: int = 4096) -> None:
+        self.predict = predict
+        self.encoder = encoder
+        self.window = window
+        self.m0 = initial_distribution(list(warmup_labels.values()))
+        by_step: dict[int, list[str | None]] = {}
+        for j, label in warmup_labels.items():
+            by_step.setdefault(j // agents_per_step, []).append(label)
+        self._real = {step: histogram(labels) for step, labels in by_step.items()}  # m*_t of warm-up steps
+        # Per kept step: (m_{t-1}, m_t, r_{t-1}, profiles, c_t), and its token x_t.
+        self.history: list[tuple[list[float], list[float], str, list[str], str | None]] = []
+        self._tokens: list[np.ndarray] = []
+        self.m: np.ndarray = self.m0
+
+    def start_step(self, step: int, r_prev: str, profiles: Sequence[str], signal: str | None, warmup: bool) -> np.ndarray:
+        """m_t for the step beginning: the real histogram in warm-up (the previous m when the
+        step has no labelled action), f_psi's prediction from x_{1:t} otherwise."""
+        m_prev = self.m.tolist()
+        self._tokens.append(self._token(m_prev, r_prev, profiles, signal))
+        if warmup:
+            real = self._real.get(step)
+            m = self.m if real is None else real
+        else:
+            m = np.asarray(self.predict(np.stack(self._tokens)), dtype=float)
+        self.history.append((m_prev, np.asarray(m, dtype=float).tolist(), r_prev, list(profiles), signal))
+        del self.history[: max(0, len(self.history) - self.window)]
+        del self._tokens[: max(0, len(self._tokens) - self.window)]
+        self.m = np.asarray(m, dtype=float)
+        return self.m
+
+    def _token(self, m_prev: Sequence[float], r_prev: str, profiles: Sequence[str], signal: str | None) -> np.ndarray:
+        from mfray.mdp.transition import assemble_token
+
+        e_c = self.encoder.encode([signal])[0] if signal else None
+        return assemble_token(np.asarray(m_prev) / np.sum(m_prev), self.encoder.encode([r_prev])[0],
+                              self.encoder.encode(list(profiles) or [""]), e_c).numpy()
+
+    def state_dict(self) -> dict:
+        """JSON-able: m_0 and the kept steps' (m_{t-1}, m_t, r_{t-1}, profiles, c_t)."""
+        return {"m0": self.m0.tolist(), "history": [list(h) for h in self.history]}
+
+    def load_state(self, state: dict) -> None:
+        """Resume from state_dict(): the tokens are rebuilt from the kept steps."""
+        self.m0 = np.asarray(state["m0"], dtype=float)
+        self.history = [(m_prev, m, r, list(p), c) for m_prev, m, r, p, c in state["history"]]
+        self._tokens = [self._token(m_prev, r, p, c) for m_prev, _, r, p, c in self.history]
+        self.m = np.asarray(self.history[-1][1], dtype=float) if self.history else self.m0
+
+
+@lru_cache(maxsize=4)
+def _predictor(path: str | None, encoder_dim: int) -> Predict:
+    # One f_psi per process and checkpoint: every rollout of a sweep actor shares it.
+    return persistence if path is None else transition_predictor(path, encoder_dim)
+
+
+@lru_cache(maxsize=3)
+def _annotator(kind: str):
+    from mfray.eval.annotators import build_local_annotator
+
+    return build_local_annotator(kind)
+
+
+def build_tracker(mdp, event, sim_start: int, agents_per_step: int) -> MacroTracker:
+    """The tracker of one rollout of `event` under MdpConfig `mdp`: the warm-up agents' real
+    actions (agents below sim_start that the event records) labelled by the configured local
+    annotator, f_psi from `mdp.transition` (persistence when None)."""
+    from mfray.eval.annotate import AnnotationItem
+
+    warm = [(j, post.text) for j, post in enumerate(event.responses[:sim_start])]
+    labels = _annotator(mdp.annotator).annotate_sync([AnnotationItem(text, event.topic_text, event.language)
+                                                     for _, text in warm]) if warm else []
+    return MacroTracker(_predictor(mdp.transition, mdp.encoder_dim), HashingEncoder(mdp.encoder_dim),
+                        {j: a.labels.get("attitude") for (j, _), a in zip(warm, labels)}, agents_per_step, mdp.window)
