@@ -15,7 +15,7 @@ import torch
 from mfray.mdp.macro import STATES
 from mfray.mdp.transition import StateTransition, TransitionConfig
 from mfray.mdp.transition_train import save_checkpoint
-from mfray.sim.driver import run_event
+from mfray.sim.driver import advance, run_event
 from mfray.sim.rollout import EventRollout
 from mfray.types import Event, Post, Profile
 from tests.unit.test_rollout import ScriptedLLM, cfg, run
@@ -101,8 +101,6 @@ def test_f_psi_is_fed_back_and_a_resume_equals_the_whole_run(fpsi):
     assert after[0] != macro(whole[4]) and all(abs(sum(m) - 1) < 1e-5 for m in after)  # predicted, not persisted
     # Stop after step 3, resume from the state dict: the same records, m_t included.
     first = EventRollout(event(), c, seed=1)
-    from mfray.sim.driver import advance
-
     head = run(advance(first, ScriptedLLM(), 3))
     state = json.loads(json.dumps(first.state_dict()))
     tail = run(advance(EventRollout.from_state(event(), c, 1, state), ScriptedLLM(), None))
@@ -116,3 +114,20 @@ def test_other_methods_keep_their_dumps_and_records():
     assert "mdp" not in plain.model_dump()  # identities made before MF-MDP stay valid
     records = run(run_event(event(), ScriptedLLM(), plain))
     assert all(r.latent_state is None and r.macro_state is None for r in records)
+
+
+def test_training_tokens_are_the_tokens_the_simulation_builds():
+    """f_psi's inputs at training (mfray.mdp.data, from an all-real mfmdp run) and at inference
+    (the tracker of a simulation) are the same tokens, step for step, up to the first simulated step."""
+    from mfray.mdp.data import event_sequence
+    from mfray.mdp.encoder import HashingEncoder
+
+    real = run(run_event(event(), ScriptedLLM(), mdp_cfg(sim_start=24), seed=2))
+    data = event_sequence(real, HashingEncoder(256), warmup_agents=8)
+    assert data.x.shape == (6, 3 + 3 * 256) and data.m.shape == (6, 3)
+    assert data.m[:2].tolist() == [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]]
+    simulation = EventRollout(event(), mdp_cfg(), seed=2)
+    run(advance(simulation, ScriptedLLM(), 3))
+    assert np.allclose(np.stack(simulation.macro._tokens), data.x[:3].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="not real actions of an mfmdp run"):
+        event_sequence(run(run_event(event(), ScriptedLLM(), mdp_cfg(), seed=2)), HashingEncoder(256))

@@ -1,0 +1,54 @@
+"""f_psi's training data from real events (SPEC section 6, "Training data"): per step, the real
+histogram m*_t, the text mean field r_{t-1} the summariser wrote over the real actions so far,
+the step's real profiles and the exogenous signal c_t.
+
+They come from an `mfmdp` run whose every agent is a warm-up agent (sim_start = horizon): every
+action is real, m_t is the real histogram m*_t, and the summariser is shown m*_t and the real
+actions step after step, exactly as in a simulation's warm-up. The run's records hold all of it
+(macro_state, mean_field, state_text, signal), and `event_sequence` turns them into tokens with
+`assemble_sequence`, the same assembly the simulation's tracker uses (mfray.mdp.tracker).
+
+    mfray simulate --config jobs/configs/mdp_transition_data.yaml    # the runs (resumable)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from mfray.mdp.encoder import HashingEncoder
+from mfray.mdp.macro import STATES
+from mfray.types import StepRecord
+
+
+def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmup_agents: int = 48):
+    """The EventSequence (tokens x [T, d_in], real histograms m [T, 3]) of one all-real mfmdp run.
+    m_0 is the label frequency over the first `warmup_agents` agents (as a simulation's m_0 is
+    over its warm-up agents), taken as the mean of those steps' histograms (equal-size steps).
+    Raises ValueError for records of another method or with simulated actions."""
+    import torch
+
+    from mfray.mdp.transition import assemble_sequence
+    from mfray.mdp.transition_train import EventSequence
+
+    if not records:
+        raise ValueError("no records")
+    bad = [r.agent_index for r in records if r.macro_state is None or not r.warmup]
+    if bad:
+        raise ValueError(f"event {records[0].event_id}: agents {bad[:5]} are not real actions of an mfmdp run "
+                         "(make the data with sim_start = horizon, method mfmdp)")
+    steps: dict[int, list[StepRecord]] = {}
+    for r in sorted(records, key=lambda r: r.agent_index):
+        steps.setdefault(r.step, []).append(r)
+    ordered = [steps[t] for t in sorted(steps)]
+    m_star = np.array([[json.loads(step[0].macro_state)[s] for s in STATES] for step in ordered], dtype=np.float32)
+    per_step = len(ordered[0])
+    first = m_star[: max(1, -(-warmup_agents // per_step))]
+    m0 = first.mean(axis=0)
+    r_prev = [encoder.encode([step[0].mean_field])[0] for step in ordered]
+    profiles = [encoder.encode([r.state_text for r in step]) for step in ordered]
+    signals = [encoder.encode([step[0].signal])[0] if step[0].signal else None for step in ordered]
+    x = assemble_sequence(m0 / m0.sum(), m_star, r_prev, profiles, signals)
+    return EventSequence(x, torch.from_numpy(m_star))
