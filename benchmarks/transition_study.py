@@ -1,0 +1,112 @@
+"""f_psi on real events (SPEC section 6): trained on the all-real mfmdp runs of
+jobs/configs/mdp_transition_data.yaml, with L_seq + alpha * L_roll (alpha 1) and without the
+rollout term (alpha 0, the "w/o LCT-State" ablation), scored on held-out events (never fitted):
+L_seq and L_roll per epoch, and the K-step rollout KL against the persistence baseline
+(m_{t+k} = m_t). Writes benchmarks/results/transition_study.json, a plot, and the alpha-1 model
+to runs/mdp_transition/fpsi.pt (what `--set rollout.mdp.transition=...` of an mfmdp simulation takes).
+
+    nice -n 19 .venv/bin/mfray simulate --config jobs/configs/mdp_transition_data.yaml   # the data, first
+    .venv/bin/python benchmarks/transition_study.py [--epochs 20] [--lr 2e-5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# The held-out events: every fifth of jobs/configs/mdp_transition_data.yaml's list (marked there).
+HELDOUT = ("E229", "E248", "E278", "E291", "E318", "E349", "E373", "E39")
+
+
+def load_sequences(data: Path, encoder_dim: int) -> dict[str, object]:
+    """{event_id: EventSequence} of every run in the dataset folder `data`."""
+    from mfray.mdp.data import event_sequence
+    from mfray.mdp.encoder import HashingEncoder
+    from mfray.sim.store import published_runs, read_runs
+
+    encoder = HashingEncoder(encoder_dim)
+    return {run.meta["event_id"]: event_sequence(records, encoder)
+            for run, records in read_runs(published_runs(data).values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="runs/mdp_transition_data")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=2e-5, help="SPEC: 2e-5")
+    ap.add_argument("--encoder-dim", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="benchmarks/results/transition_study.json")
+    ap.add_argument("--model-out", default="runs/mdp_transition/fpsi.pt")
+    args = ap.parse_args()
+
+    import torch
+
+    from mfray.mdp.transition import TransitionConfig
+    from mfray.mdp.transition_train import rollout_kl, save_checkpoint, train_transition
+
+    torch.set_num_threads(2)
+    sequences = load_sequences(Path(args.data), args.encoder_dim)
+    heldout = {e: s for e, s in sequences.items() if e in HELDOUT}
+    train = {e: s for e, s in sequences.items() if e not in HELDOUT}
+    print(f"{len(train)} training events, {len(heldout)} held out ({sorted(heldout)}); "
+          f"steps per event {sorted({s.x.shape[0] for s in sequences.values()})}")
+    results = {"command": " ".join(["benchmarks/transition_study.py", *sys.argv[1:]]), "data": args.data,
+               "encoder": f"hashing, {args.encoder_dim} dims", "train_events": sorted(train), "heldout_events": sorted(heldout),
+               "runs": {}}
+    for alpha in (1.0, 0.0):
+        cfg = TransitionConfig(encoder_dim=args.encoder_dim, lr=args.lr, epochs=args.epochs, alpha=alpha)
+        began = time.time()
+        model, history = train_transition(list(train.values()), list(heldout.values()), cfg, seed=args.seed)
+        seconds = time.time() - began
+        k_kl = {k: [rollout_kl(model, s.x, s.m, k) for s in heldout.values()] for k in (1, 4, 8)}
+        results["runs"][f"alpha={alpha:g}"] = {
+            "config": cfg.model_dump(), "train_seconds": round(seconds, 1),
+            "epochs": [vars(h) for h in history],
+            "heldout_rollout_kl": {str(k): {"model": sum(v["model"] for v in rows) / len(rows),
+                                            "persistence": sum(v["persistence"] for v in rows) / len(rows)}
+                                   for k, rows in k_kl.items()},
+        }
+        last = history[-1]
+        print(f"alpha {alpha:g}: {seconds:.0f} s; held-out L_seq {history[0].heldout_seq:.4f} -> {last.heldout_seq:.4f}, "
+              f"L_roll {history[0].heldout_roll} -> {last.heldout_roll}; K-step KL "
+              + ", ".join(f"K={k} {v['model']:.4f} vs persistence {v['persistence']:.4f}"
+                          for k, v in results["runs"][f"alpha={alpha:g}"]["heldout_rollout_kl"].items()))
+        if alpha == 1.0:
+            Path(args.model_out).parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(model, args.model_out)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    plot(results, Path(args.out).with_suffix(".png"))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}; model {args.model_out}")
+
+
+def plot(results: dict, path: Path) -> None:
+    """Held-out L_seq and L_roll per epoch, with and without the rollout term."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for name, run in results["runs"].items():
+        epochs = [e["epoch"] for e in run["epochs"]]
+        for ax, key in zip(axes, ("heldout_seq", "heldout_roll")):
+            values = [e[key] for e in run["epochs"]]
+            if all(v is not None and v == v for v in values):
+                ax.plot(epochs, values, marker=".", label=name)
+    for ax, title in zip(axes, ("held-out L_seq", "held-out L_roll (K = 8)")):
+        ax.set(xlabel="epoch", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
