@@ -24,17 +24,6 @@ sys.path.insert(0, str(REPO))
 HELDOUT = ("E229", "E248", "E278", "E291", "E318", "E349", "E373", "E39")
 
 
-def load_sequences(data: Path, encoder_dim: int) -> dict[str, object]:
-    """{event_id: EventSequence} of every run in the dataset folder `data`."""
-    from mfray.mdp.data import event_sequence
-    from mfray.mdp.encoder import HashingEncoder
-    from mfray.sim.store import published_runs, read_runs
-
-    encoder = HashingEncoder(encoder_dim)
-    return {run.meta["event_id"]: event_sequence(records, encoder)
-            for run, records in read_runs(published_runs(data).values())}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="runs/mdp_transition_data")
@@ -48,11 +37,12 @@ def main() -> None:
 
     import torch
 
+    from mfray.mdp.data import load_sequences
     from mfray.mdp.transition import TransitionConfig
     from mfray.mdp.transition_train import rollout_kl, save_checkpoint, train_transition
 
     torch.set_num_threads(2)
-    sequences = load_sequences(Path(args.data), args.encoder_dim)
+    sequences = load_sequences(args.data, args.encoder_dim)
     heldout = {e: s for e, s in sequences.items() if e in HELDOUT}
     train = {e: s for e, s in sequences.items() if e not in HELDOUT}
     print(f"{len(train)} training events, {len(heldout)} held out ({sorted(heldout)}); "

@@ -52,3 +52,18 @@ def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmu
     signals = [encoder.encode([step[0].signal])[0] if step[0].signal else None for step in ordered]
     x = assemble_sequence(m0 / m0.sum(), m_star, r_prev, profiles, signals)
     return EventSequence(x, torch.from_numpy(m_star))
+
+
+def load_sequences(folder, encoder_dim: int) -> dict:
+    """{event_id: EventSequence} of every run in the dataset folder `folder` (mfray.sim.store),
+    each run an all-real mfmdp run (`event_sequence`)."""
+    from pathlib import Path
+
+    from mfray.sim.store import published_runs, read_runs
+
+    encoder = HashingEncoder(encoder_dim)
+    runs = published_runs(Path(folder)).values()
+    if not runs:
+        raise FileNotFoundError(f"no finished runs in {folder}: make them with `mfray simulate --config "
+                                "jobs/configs/mdp_transition_data.yaml` (or one like it)")
+    return {run.meta["event_id"]: event_sequence(records, encoder) for run, records in read_runs(runs)}

@@ -22,6 +22,11 @@ def test_there_are_job_configs():
 def test_every_job_config_loads(path):
     if path.name.startswith("evaluate"):
         assert load_config(EvaluateConfig, path).trajectories
+    elif path.name.startswith("train_transition"):
+        from mfray.mdp.config import TransitionJobConfig
+
+        cfg = load_config(TransitionJobConfig, path)
+        assert cfg.data and cfg.heldout and cfg.transition.encoder_dim == 256
     elif path.name.startswith("train_"):
         from mfray.train.config import TrainConfig
 
