@@ -264,6 +264,13 @@ def _simulate(events, cfg) -> int:
         return 0
     began = time.perf_counter()
     llm = build_llm(cfg.model, cfg.endpoint)
+    if cfg.endpoint is None:
+        # The local engine serves one call at a time: without merging, the events in flight would
+        # take turns with a batch each (a mean-field call is one prompt). The batcher merges their
+        # concurrent calls into batches; each prompt keeps its own seed.
+        from mfray.llm.batching import BatchedLLM, DynamicBatcher
+
+        llm = BatchedLLM(DynamicBatcher(llm, max_batch=cfg.model.max_batch), adapters=tuple(cfg.model.adapters))
     print(f"model ready in {time.perf_counter() - began:.1f}s")
     failures = errors = 0
     with tqdm(total=total, unit="agent", desc="simulating") as bar:
