@@ -49,7 +49,7 @@ def main() -> None:
         fit = embeddings_fit("en")
         if fit is not None:
             candidates.append(("MiniLM embeddings on gold + other dev folds", cross_validated(fit)))
-    print(f"| candidate (scored on twitter_unseen's held-out events) | mean accuracy | mean macro-F1 | above majority |")
+    print("| candidate (scored on twitter_unseen's held-out events) | mean accuracy | mean macro-F1 | above majority |")
     print("|---|---|---|---|")
     for name, preds in candidates:
         scores = agreement(dev, preds)

@@ -37,7 +37,8 @@ def main() -> None:
                                                      "sim_start": 48, "agents_per_step": 16}).json()
         while client.get(f"/api/simulations/{sim['id']}").json()["status"] == "running":
             time.sleep(2)
-        print(f"simulated in {time.time() - start:.0f} s: {client.get(f'/api/simulations/{sim['id']}').json()['status']}")
+        status = client.get(f"/api/simulations/{sim['id']}").json()["status"]
+        print(f"simulated in {time.time() - start:.0f} s: {status}")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
