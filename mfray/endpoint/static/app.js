@@ -250,8 +250,9 @@ async function boot() {
   try {
     const methods = await api("GET", "/methods");
     $("method").replaceChildren(...methods.methods.map((m) => {
-      const o = el("option", `${m.name}: ${m.summary}` + (m.available ? "" : " (not loaded here)"));
+      const o = el("option", m.name + (m.available ? "" : " (not loaded here)"));
       o.value = m.name;
+      o.title = m.summary;  // the one-line description, on hover
       o.disabled = !m.available;
       o.selected = m.name === "mf";
       return o;
