@@ -4,6 +4,8 @@ weights change its output (seeded random, non-zero B; tests/adapters.py says why
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from mfray.llm.local import LocalEngine
@@ -54,3 +56,10 @@ def local_ray():
     ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,15 +8,15 @@ Overloaded on a handle) are refused with clear errors."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import numpy as np
 import pytest
 
 from mfray.llm.base import SamplingParams
-from mfray.llm.openai_backend import OpenAIBackend
 from mfray.llm.batching import Overloaded, PromptTooLong, UnknownModel
+from mfray.llm.openai_backend import OpenAIBackend
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +31,6 @@ def chat(i: int) -> list[dict]:
         {"role": "system", "content": "You reply to social media posts."},
         {"role": "user", "content": f"[{i}] Write a one-line reply to this post: {topic}"},
     ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:
@@ -63,7 +57,7 @@ def served(tiny_model_dir, tiny_adapters):
         ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
     try:
-        port = _free_port()
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         common = dict(model_path=str(tiny_model_dir), model_name="tiny")
         # A generous batching window makes merging robust on a slow machine. The main replica

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import socket
 import time
 
 import pytest
 
 from mfray.llm.base import SamplingParams
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def hung(local_ray):
         async def counts(self) -> dict:
             return {"started": self.started, "cancelled": self.cancelled}
 
-    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     try:
         yield serve.run(HungReplica.bind(), name="mfray-hung", route_prefix=None)
     finally:

@@ -25,10 +25,11 @@ import numpy as np
 import openai
 import pytest
 
+from mfray.http_common import ServerThread
 from mfray.llm.base import SamplingParams
 from mfray.llm.openai_backend import OpenAIBackend
-from mfray.http_common import ServerThread
 from mfray.llm.server import build_app
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -203,12 +204,6 @@ async def test_16_concurrent_single_prompt_requests(tiny_engine, tiny_server):
 # -- 3. `mfray serve` as a real process -------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _non_loopback_ip() -> str | None:
     """This machine's outward address, if it has one (a UDP connect sends nothing)."""
     try:
@@ -239,7 +234,7 @@ def _listen_addresses(port: int) -> list[str] | None:
 async def test_mfray_serve_subprocess(tiny_model_dir, tmp_path):
     mfray_bin = Path(sys.executable).parent / "mfray"
     cmd = [str(mfray_bin)] if mfray_bin.exists() else [sys.executable, "-m", "mfray.cli"]
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "serve.log"
     key = "sk-serve-test-5e7a"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MFRAY_TEST_SERVE_KEY": key}

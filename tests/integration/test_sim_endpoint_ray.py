@@ -6,21 +6,15 @@ once the simulation ends."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
 
 from mfray.data import demo_event_path
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,7 @@ def endpoint_url(tmp_path_factory):
         ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=int(1e9), include_dashboard=False, log_to_driver=False)
     try:
-        port = _free_port()
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_llm_app(model_path="standin", model_name="standin", max_prompt_tokens=None,
                                 options={"ray_actor_options": {"num_cpus": 0.5}}), name="mfray-llm", route_prefix="/llm")
