@@ -55,8 +55,8 @@ class BearerAuthMiddleware:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path, root = scope["path"], scope.get("root_path", "")
-            if root and path.startswith(root):  # mounted under a prefix (a Serve route prefix)
-                path = path[len(root):]
+            if root and (path == root or path.startswith(root.rstrip("/") + "/")):  # mounted under a prefix
+                path = path[len(root.rstrip("/")):] or "/"  # (a Serve route prefix); "/a" is no prefix of "/api"
             if (path == self.prefix or path.startswith(self.prefix + "/")) and not self._authorized(scope.get("headers") or []):
                 message = "missing or wrong API key: send the header 'Authorization: Bearer <key>'"
                 response = error_response(401, message, "authentication_error")

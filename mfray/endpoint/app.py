@@ -194,7 +194,7 @@ def build_app(host: SimulationHost, token: str | None = None,
         """Per dimension, the simulated posts so far against the real ones (KL, Wasserstein, DTW
         over step windows; F1 over same-agent pairs), labelled by the server's annotator."""
         sim = host.get(sim_id)
-        rows = await asyncio.to_thread(sim.metrics)
+        rows = sim.metrics()  # on the loop: the drive loop appends records and labels between awaits
         return {"annotator": host.annotator.name, "dimensions": _json_safe(rows)}
 
     @app.get("/api/simulations/{sim_id}/plot.png", tags=["results"], response_class=Response,

@@ -30,6 +30,9 @@ from mfray.sim.methods import method_spec
 from mfray.sim.session import LiveSession
 from mfray.types import Event, StepRecord
 
+# A live session keeps the start of every step for forks, and an mfmdp start carries the macro
+# history so far: quadratic in the steps until the history is kept once (issue 16, long horizons).
+MAX_MACRO_HORIZON = 1000
 KEEP_ENDED = 32  # ended simulations kept in memory; older ones are read from disk when asked for
 
 
@@ -131,14 +134,20 @@ class SimulationHost:
         problem = self.runnable(req.method)
         if problem:
             raise BadRequest(problem)
+        if method_spec(req.method).macro_state and req.horizon > MAX_MACRO_HORIZON:
+            raise BadRequest(f"method {req.method} is limited to {MAX_MACRO_HORIZON} agents here (horizon {req.horizon}): "
+                             "each step's saved start still carries the macro history; run longer ones with mfray simulate")
         sim_id = uuid.uuid4().hex[:12]
-        if req.upload is not None:
-            file = self.catalog.save_upload(sim_id, req.upload.suffix, req.upload.content, req.upload.encoding)
-            origin = {"upload": req.upload.filename, "file": file, "pick": req.pick}
-        else:
+        if req.upload is None:
             origin = {"stored": req.event_id, "pick": req.pick}
-        event = self._event(origin)
-        return await self._open(sim_id, event, origin, None, cfg, req.seed, None, req.start, req.steps)
+            return await self._open(sim_id, self._event(origin), origin, None, cfg, req.seed, None, req.start, req.steps)
+        file = self.catalog.save_upload(sim_id, req.upload.suffix, req.upload.content, req.upload.encoding)
+        origin = {"upload": req.upload.filename, "file": file, "pick": req.pick}
+        try:
+            return await self._open(sim_id, self._event(origin), origin, None, cfg, req.seed, None, req.start, req.steps)
+        except BaseException:
+            (self.catalog.uploads / file).unlink(missing_ok=True)  # a refused upload is not kept
+            raise
 
     async def fork(self, sim_id: str, req: Fork) -> Simulation:
         """A new simulation from the start of step req.step of `sim_id` (live or ended)."""
@@ -158,7 +167,7 @@ class SimulationHost:
                                 state["config"], state["seed"], state, req.start, req.steps)
 
     async def shutdown(self) -> None:
-        """Stop every live simulation (found again after a restart as interrupted)."""
+        """End every live simulation as cancelled (saved: readable and forkable after a restart)."""
         for sim in list(self.sims.values()):
             if sim.live:
                 await sim.cancel()
@@ -175,7 +184,10 @@ class SimulationHost:
             if self.live >= self.max_live:
                 raise TooManyLive(f"{self.live} simulations are live, the limit is {self.max_live}: cancel one, or "
                                   "wait for one to end")
-            session = await self.sessions.open(event, cfg, seed, state, name=sim_id)
+            try:
+                session = await self.sessions.open(event, cfg, seed, state, name=sim_id)
+            except ValueError as err:  # the session's own refusal, e.g. mfmdp with no labelled warm-up post
+                raise BadRequest(str(err)) from None
             meta = {"id": sim_id, "event_id": event.event_id, "origin": origin, "parent": parent, "method": cfg["method"],
                     "seed": seed, "horizon": cfg["horizon"], "config": cfg, "created": time.time(), "status": "paused",
                     "error": None}

@@ -87,8 +87,8 @@ class CreateSimulation(Body):
         return self
 
     def rollout_config(self) -> dict:
-        """The RolloutConfig dict of this request (validated by the caller: RolloutConfig's
-        own rules, such as sim_start against the horizon, answer 422 there)."""
+        """The RolloutConfig dict of this request (validated by the caller: a plan that
+        RolloutConfig's own rules refuse answers 422 there)."""
         cfg = {"method": self.method, "horizon": self.horizon, "sim_start": self.sim_start,
                "agents_per_step": self.agents_per_step}
         if self.prompt_style is not None:

@@ -3,7 +3,8 @@ actor with the same methods) driven step by step in the background, and the stre
 step did: its posts beside the real ones, the mean field, and per dimension the share of each
 label among the real and the simulated posts of the step (through the annotator).
 
-Statuses: paused (waiting for resume), running, done (the horizon reached), cancelled, failed.
+Statuses: paused (waiting for resume), running, done (the horizon reached), cancelled, failed,
+interrupted (its server stopped without ending it).
 Interventions and signals are applied by the session between steps, so they may be sent while it
 runs: they land on the next step that starts after them.
 """
@@ -22,8 +23,10 @@ from mfray.eval.metrics import label_shares
 from mfray.http_common import logged_failure
 from mfray.types import StepRecord
 
-TERMINAL = ("done", "cancelled", "failed")
+# "interrupted": live when its server died (found so after a restart): ended, readable, forkable.
+TERMINAL = ("done", "cancelled", "failed", "interrupted")
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+SAVE_EVERY_S = 10.0  # a running simulation is also saved this often (besides every status change)
 
 
 class Session(Protocol):
@@ -107,6 +110,7 @@ class Simulation:
         self._steps_left: int | None = None
         self._pause = False
         self.final_state: dict | None = None  # set when it ends: LiveSession.state_dict()
+        self._saved = time.monotonic()
 
     @property
     def status(self) -> str:
@@ -221,6 +225,8 @@ class Simulation:
                     self.labels += labels
                     self.messages += step_payloads(records, labels)
                     self._notify()
+                    if time.monotonic() - self._saved >= SAVE_EVERY_S:  # a crash loses at most this much
+                        await self._changed()
                 if self._steps_left is not None:
                     self._steps_left -= 1
                 if (await self.session.info())["done"]:
@@ -232,10 +238,14 @@ class Simulation:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the message names an error id; the cause goes to the log only
+            if self.status in TERMINAL:  # cancelled meanwhile: its session is gone, that is no failure
+                return
             self.meta["error"] = logged_failure("the simulation failed", exc)
             await self._end("failed")
 
     async def _end(self, status: str) -> None:
+        if self.status in TERMINAL:  # ended once already (a cancel racing the drive loop's own end)
+            return
         self.meta["ended"] = time.time()
         try:  # what a fork of the ended simulation starts from (every step's start, the records)
             self.final_state = await self.session.state_dict()
@@ -246,6 +256,7 @@ class Simulation:
         await self._changed()
 
     async def _changed(self) -> None:
+        self._saved = time.monotonic()
         if self.on_change is not None:
             await self.on_change(self)
 

@@ -20,14 +20,17 @@ import numpy as np
 
 from mfray.mdp.encoder import HashingEncoder
 from mfray.mdp.macro import STATES
+from mfray.mdp.tracker import warmup_distribution
 from mfray.types import StepRecord
 
 
-def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmup_agents: int = 48):
+def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmup_agents: int = 48,
+                   annotator: str = "offline"):
     """The EventSequence (tokens x [T, d_in], real histograms m [T, 3]) of one all-real mfmdp run.
-    m_0 is the label frequency over the first `warmup_agents` agents (as a simulation's m_0 is
-    over its warm-up agents), taken as the mean of those steps' histograms (equal-size steps).
-    Raises ValueError for records of another method or with simulated actions."""
+    m_0 is the attitude label frequency over the first `warmup_agents` agents, labelled by the
+    local `annotator`, exactly as a simulation with sim_start = warmup_agents computes its m_0
+    (mfray.mdp.tracker.build_tracker). Raises ValueError for records of another method or with
+    simulated actions."""
     import torch
 
     from mfray.mdp.transition import assemble_sequence
@@ -44,13 +47,12 @@ def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmu
         steps.setdefault(r.step, []).append(r)
     ordered = [steps[t] for t in sorted(steps)]
     m_star = np.array([[json.loads(step[0].macro_state)[s] for s in STATES] for step in ordered], dtype=np.float32)
-    per_step = len(ordered[0])
-    first = m_star[: max(1, -(-warmup_agents // per_step))]
-    m0 = first.mean(axis=0)
+    warm = [r for step in ordered for r in step if r.agent_index < warmup_agents and r.real_text is not None]
+    m0 = warmup_distribution([r.real_text for r in warm], records[0].topic, records[0].language, annotator)
     r_prev = [encoder.encode([step[0].mean_field])[0] for step in ordered]
     profiles = [encoder.encode([r.state_text for r in step]) for step in ordered]
     signals = [encoder.encode([step[0].signal])[0] if step[0].signal else None for step in ordered]
-    x = assemble_sequence(m0 / m0.sum(), m_star, r_prev, profiles, signals)
+    x = assemble_sequence(m0, m_star, r_prev, profiles, signals)
     return EventSequence(x, torch.from_numpy(m_star))
 
 

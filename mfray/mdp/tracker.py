@@ -112,14 +112,25 @@ def _annotator(kind: str):
     return build_local_annotator(kind)
 
 
+def attitude_labels(texts: Sequence[str], topic: str, language: str, annotator: str) -> list[str | None]:
+    """The attitude label of each text by the local annotator `annotator` (mfray.eval.annotators)."""
+    from mfray.eval.annotate import AnnotationItem
+
+    out = _annotator(annotator).annotate_sync([AnnotationItem(text, topic, language) for text in texts]) if texts else []
+    return [a.labels.get("attitude") for a in out]
+
+
+def warmup_distribution(texts: Sequence[str], topic: str, language: str, annotator: str) -> np.ndarray:
+    """m_0 of real warm-up posts: their attitude label frequencies (training and simulation both
+    compute it here)."""
+    return initial_distribution(attitude_labels(texts, topic, language, annotator))
+
+
 def build_tracker(mdp, event, sim_start: int, agents_per_step: int) -> MacroTracker:
     """The tracker of one rollout of `event` under MdpConfig `mdp`: the warm-up agents' real
     actions (agents below sim_start that the event records) labelled by the configured local
     annotator, f_psi from `mdp.transition` (persistence when None)."""
-    from mfray.eval.annotate import AnnotationItem
-
-    warm = [(j, post.text) for j, post in enumerate(event.responses[:sim_start])]
-    labels = _annotator(mdp.annotator).annotate_sync([AnnotationItem(text, event.topic_text, event.language)
-                                                     for _, text in warm]) if warm else []
+    warm = list(enumerate(post.text for post in event.responses[:sim_start]))
+    labels = attitude_labels([text for _, text in warm], event.topic_text, event.language, mdp.annotator)
     return MacroTracker(_predictor(mdp.transition, mdp.encoder_dim), HashingEncoder(mdp.encoder_dim),
-                        {j: a.labels.get("attitude") for (j, _), a in zip(warm, labels)}, agents_per_step, mdp.window)
+                        {j: label for (j, _), label in zip(warm, labels)}, agents_per_step, mdp.window)

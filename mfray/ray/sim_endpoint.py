@@ -65,6 +65,14 @@ class ActorSessions:
     async def open(self, event: Event, cfg: dict | None, seed: int, state: dict | None, name: str) -> ActorSession:
         # Named after the simulation, so the Ray dashboard shows which actor runs which one.
         actor = EventActor.options(name=f"{ACTOR_PREFIX}{name}").remote(event, cfg, seed, self.backend, state=state)
+        try:  # the constructor's refusal (a ValueError) comes back with the first call
+            await actor.info.remote()
+        except ray.exceptions.RayActorError as err:
+            ray.kill(actor)
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, ValueError):
+                raise ValueError(str(cause)) from None
+            raise
         return ActorSession(actor)
 
     async def close(self, session: ActorSession) -> None:
@@ -104,7 +112,8 @@ class SimEndpointReplica:
 
 
 SimEndpoint = serve.deployment(name="SimEndpoint", num_replicas=1, ray_actor_options={"num_cpus": 0.5},
-                               max_ongoing_requests=64)(serve.ingress()(SimEndpointReplica))
+                               # every open event stream holds a request: room for many watchers
+                               max_ongoing_requests=1024)(serve.ingress()(SimEndpointReplica))
 
 
 def app_builder(args: dict) -> serve.Application:

@@ -142,6 +142,9 @@ def test_refusals_are_clear_4xx(tmp_path):
         assert client.get("/api/simulations/0123456789ab").status_code == 404
         assert client.get("/api/simulations/..%2F..%2Fx").status_code == 404
         assert client.get(f"/api/simulations/{first.json()['id']}/plot.png", params={"dimension": "x"}).status_code == 422
+        assert not any((tmp_path / "store" / "uploads").iterdir())  # refused uploads are not kept
+        mdp = client.post("/api/simulations", json={**SMALL, "method": "mfmdp", "sim_start": 0})
+        assert mdp.status_code == 422 and "warm-up" in mdp.json()["error"]["message"]
         big = client.post("/api/simulations", content=b"x" * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"})
         assert big.status_code == 413
         long_post = {"posts": ["x" * 2001]}
@@ -178,6 +181,20 @@ def test_finished_simulations_are_found_again_after_a_restart_and_fork(tmp_path)
         finished(client, fork["id"])
         again = client.get(f"/api/simulations/{fork['id']}/trajectory").json()
         assert again["records"] == before["records"]  # no change planned: the same seeds, the same run
+
+
+def test_a_simulation_whose_server_died_is_found_interrupted(tmp_path):
+    store = tmp_path / "store"
+    with ServerThread(endpoint(store)) as first, httpx.Client(base_url=first.url) as a:
+        live = a.post("/api/simulations", json={**SMALL, "start": False}).json()["id"]
+        # A second server on the same store while the first still holds it live: what a restart
+        # after a crash finds (the first never ended it).
+        with ServerThread(endpoint(store)) as second, httpx.Client(base_url=second.url, timeout=10) as b:
+            assert b.get(f"/api/simulations/{live}").json()["status"] == "interrupted"
+            assert finished(b, live)[-1]["status"] == "interrupted"  # the stream ends: nothing will come
+            assert b.post(f"/api/simulations/{live}/cancel").status_code == 409
+            fork = b.post(f"/api/simulations/{live}/fork", json={"step": 0})
+            assert fork.status_code == 201 and finished(b, fork.json()["id"])[-1]["status"] == "done"
 
 
 def test_a_token_guards_the_api_and_a_public_bind_needs_one(tmp_path, monkeypatch, capsys):

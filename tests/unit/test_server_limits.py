@@ -171,3 +171,32 @@ async def test_api_key_guards_every_v1_route(monkeypatch, caplog):
 )
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_a_route_prefix_is_stripped_only_at_a_path_boundary():
+    """Mounted under root_path "/a", the path "/api/x" is not "/a" + "pi/x": the token check on
+    /api still applies (and "/a/api/x" is /api/x under the prefix)."""
+    import asyncio
+
+    from mfray.http_common import BearerAuthMiddleware
+
+    async def status(path: str, root: str) -> int:
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "path": path, "root_path": root, "headers": [], "method": "GET"}
+        await BearerAuthMiddleware(app, "k", prefix="/api")(scope, receive, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(status("/api/x", "/a")) == 401
+    assert asyncio.run(status("/a/api/x", "/a")) == 401
+    assert asyncio.run(status("/a/health", "/a")) == 200

@@ -72,6 +72,10 @@ function stopStreams() {
 function watch(id, target) {
   const abort = new AbortController();
   state.streams.push(abort);
+  if (target === "forkSteps") {  // one what-if at a time: the previous one's stream stops feeding the chart
+    if (state.forkAbort) state.forkAbort.abort();
+    state.forkAbort = abort;
+  }
   follow(id, (msg) => {
     if (msg.type === "step") {
       state[target].push(msg);
