@@ -49,7 +49,8 @@ def main() -> None:
           f"steps per event {sorted({s.x.shape[0] for s in sequences.values()})}")
     results = {"command": " ".join(["benchmarks/transition_study.py", *sys.argv[1:]]), "data": args.data,
                "encoder": f"hashing, {args.encoder_dim} dims", "train_events": sorted(train), "heldout_events": sorted(heldout),
-               "runs": {}}
+               "baselines": baselines(list(train.values()), list(heldout.values())), "runs": {}}
+    print(f"held-out baselines (mean KL(m*_t || prediction) per step): {results['baselines']}")
     for alpha in (1.0, 0.0):
         cfg = TransitionConfig(encoder_dim=args.encoder_dim, lr=args.lr, epochs=args.epochs, alpha=alpha)
         began = time.time()
@@ -74,6 +75,21 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(results, indent=2))
     plot(results, Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}; model {args.model_out}")
+
+
+def baselines(train: list, heldout: list) -> dict[str, float]:
+    """Held-out KL of two predictors that need no model: persistence (m_t = m_{t-1}, m_0 first)
+    and the training events' mean histogram (one constant for every step: what a model that
+    learned only the marginal would score)."""
+    import torch
+
+    from mfray.mdp.transition import kl_rows
+
+    marginal = torch.cat([s.m for s in train]).mean(dim=0)
+    m = torch.cat([s.m for s in heldout])
+    previous = torch.cat([s.x[:, :3] for s in heldout])  # each token's m-slot: m*_{t-1} (m_0 first)
+    return {"persistence_1_step": kl_rows(m, previous).mean().item(),
+            "training_marginal": kl_rows(m, marginal.expand_as(m)).mean().item()}
 
 
 def plot(results: dict, path: Path) -> None:
