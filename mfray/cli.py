@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from mfray.eval.annotators import LOCAL_ANNOTATORS
     from mfray.sim.methods import REGISTRY
 
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of event files to offer by id (repeatable; default: the bundled demo event and, "
                          "if present, $MFRAY_DATA or ../shared/data: twitter_rumdect, weibo_rumdect)")
     ep.add_argument("--store", default="runs/endpoint", help="where simulations and uploads are kept (default runs/endpoint)")
-    ep.add_argument("--annotator", default="offline", choices=("offline", "learned", "hybrid"),
+    ep.add_argument("--annotator", default="offline", choices=LOCAL_ANNOTATORS,
                     help="labels posts for the live shares and metrics (default offline)")
     ep.add_argument("--max-live", type=_positive_int, default=4, metavar="N",
                     help="simulations running or paused at once; one more gets 429 (default 4)")
@@ -350,20 +351,14 @@ def cmd_init_adapters(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     from mfray.llm import load_engine
     from mfray.http_common import is_loopback, serve
     from mfray.llm.server import build_app
 
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            print(f"mfray serve: environment variable {args.api_key_env} (named by --api-key-env) is unset or empty; "
-                  "export the key in it, or drop --api-key-env", file=sys.stderr)
-            return 2
-    elif not is_loopback(args.host):
+    api_key = _secret_from_env("serve", "--api-key-env", args.api_key_env)
+    if api_key == "":
+        return 2
+    if api_key is None and not is_loopback(args.host):
         # A warning, not a refusal: a trusted private network or a firewall may make it safe.
         print(f"mfray serve: WARNING: listening on {args.host} with no API key: anyone who can reach port "
               f"{args.port} can use the model; pass --api-key-env NAME, or bind 127.0.0.1", file=sys.stderr)
@@ -380,19 +375,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
-    import os
-
     from mfray.endpoint.local import build_local_endpoint
     from mfray.http_common import is_loopback, serve
 
-    token = None
-    if args.token_env:
-        token = os.environ.get(args.token_env)
-        if not token:
-            print(f"mfray endpoint: environment variable {args.token_env} (named by --token-env) is unset or empty; "
-                  "export the token in it", file=sys.stderr)
-            return 2
-    elif not is_loopback(args.host):
+    token = _secret_from_env("endpoint", "--token-env", args.token_env)
+    if token == "":
+        return 2
+    if token is None and not is_loopback(args.host):
         print(f"mfray endpoint: refusing to listen on {args.host} without a token: anyone who can reach port "
               f"{args.port} could run simulations on this machine. Pass --token-env NAME, or bind 127.0.0.1",
               file=sys.stderr)
@@ -406,6 +395,21 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
           f"auth: {'bearer token from $' + args.token_env if token else 'none (loopback only)'}")
     serve(app, host=args.host, port=args.port)
     return 0
+
+
+def _secret_from_env(command: str, flag: str, name: str | None) -> str | None:
+    """The secret in environment variable `name` (named by `flag`), None when no variable is
+    named, or "" after printing why when it is unset or empty (the caller exits with 2). Secrets
+    come from the environment, never from a flag: command lines are visible to other users."""
+    import os
+
+    if not name:
+        return None
+    value = os.environ.get(name, "")
+    if not value:
+        print(f"mfray {command}: environment variable {name} (named by {flag}) is unset or empty; "
+              f"export the secret in it, or drop {flag}", file=sys.stderr)
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -105,6 +105,12 @@ def _predictor(path: str | None, encoder_dim: int) -> Predict:
     return persistence if path is None else transition_predictor(path, encoder_dim)
 
 
+@lru_cache(maxsize=4)
+def _encoder(dim: int) -> HashingEncoder:
+    # One per process and width: its text cache then serves every rollout (profiles repeat).
+    return HashingEncoder(dim)
+
+
 @lru_cache(maxsize=3)
 def _annotator(kind: str):
     from mfray.eval.annotators import build_local_annotator
@@ -132,5 +138,5 @@ def build_tracker(mdp, event, sim_start: int, agents_per_step: int) -> MacroTrac
     annotator, f_psi from `mdp.transition` (persistence when None)."""
     warm = list(enumerate(post.text for post in event.responses[:sim_start]))
     labels = attitude_labels([text for _, text in warm], event.topic_text, event.language, mdp.annotator)
-    return MacroTracker(_predictor(mdp.transition, mdp.encoder_dim), HashingEncoder(mdp.encoder_dim),
+    return MacroTracker(_predictor(mdp.transition, mdp.encoder_dim), _encoder(mdp.encoder_dim),
                         {j: label for (j, _), label in zip(warm, labels)}, agents_per_step, mdp.window)
