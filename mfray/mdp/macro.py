@@ -62,3 +62,10 @@ def describe(m: Sequence[float], language: str = "en") -> str:
 def state_name(state: str, language: str = "en") -> str:
     """A state as prompts name it in `language`."""
     return _NAMES[language][state]
+
+
+def prompt_fields(m: Sequence[float], latent: str, language: str = "en") -> dict[str, str]:
+    """What an MF-MDP policy prompt adds (mfray.prompts.render.policy_prompt's latent_state and
+    latent_distribution): the agent's own state and m_t, the same in simulation and in LCT-Policy
+    training."""
+    return {"latent_state": state_name(latent, language), "latent_distribution": describe(m, language)}

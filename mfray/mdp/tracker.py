@@ -5,8 +5,9 @@ builds them (mfray.mdp.transition.assemble_token). Simulated actions reach m onl
 never reset from the simulated posts.
 
 The rollout (mfray.sim.rollout) calls `start_step` when a step begins and reads `m` for the
-step's prompts; `state_dict` / `from_state` keep it resumable (a bounded window of (m, r) per
-step: the tokens are rebuilt from them, so checkpoints hold text, not vectors).
+step's prompts; `state_dict` / `load_state` keep it resumable (a bounded window of (m, r, c)
+per step, without the profiles, which the rollout rebuilds from the step number: the tokens are
+rebuilt from them, so a checkpoint holds a few hundred bytes a step, not vectors).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class MacroTracker:
         for j, label in warmup_labels.items():
             by_step.setdefault(j // agents_per_step, []).append(label)
         self._real = {step: histogram(labels) for step, labels in by_step.items()}  # m*_t of warm-up steps
-        # Per kept step: (m_{t-1}, m_t, r_{t-1}, profiles, c_t), and its token x_t.
-        self.history: list[tuple[list[float], list[float], str, list[str], str | None]] = []
+        # Per kept step: (step, m_{t-1}, m_t, r_{t-1}, c_t), and its token x_t.
+        self.history: list[tuple[int, list[float], list[float], str, str | None]] = []
         self._tokens: list[np.ndarray] = []
         self.m: np.ndarray = self.m0
 
@@ -74,7 +75,7 @@ class MacroTracker:
             m = self.m if real is None else real
         else:
             m = np.asarray(self.predict(np.stack(self._tokens)), dtype=float)
-        self.history.append((m_prev, np.asarray(m, dtype=float).tolist(), r_prev, list(profiles), signal))
+        self.history.append((step, m_prev, np.asarray(m, dtype=float).tolist(), r_prev, signal))
         del self.history[: max(0, len(self.history) - self.window)]
         del self._tokens[: max(0, len(self._tokens) - self.window)]
         self.m = np.asarray(m, dtype=float)
@@ -88,15 +89,16 @@ class MacroTracker:
                               self.encoder.encode(list(profiles) or [""]), e_c).numpy()
 
     def state_dict(self) -> dict:
-        """JSON-able: m_0 and the kept steps' (m_{t-1}, m_t, r_{t-1}, profiles, c_t)."""
+        """JSON-able: m_0 and the kept steps' (t, m_{t-1}, m_t, r_{t-1}, c_t)."""
         return {"m0": self.m0.tolist(), "history": [list(h) for h in self.history]}
 
-    def load_state(self, state: dict) -> None:
-        """Resume from state_dict(): the tokens are rebuilt from the kept steps."""
+    def load_state(self, state: dict, profiles_of: Callable[[int], Sequence[str]]) -> None:
+        """Resume from state_dict(); `profiles_of(t)`: the profile texts of step t's agents, as
+        start_step was given them. The tokens are rebuilt from the kept steps."""
         self.m0 = np.asarray(state["m0"], dtype=float)
-        self.history = [(m_prev, m, r, list(p), c) for m_prev, m, r, p, c in state["history"]]
-        self._tokens = [self._token(m_prev, r, p, c) for m_prev, _, r, p, c in self.history]
-        self.m = np.asarray(self.history[-1][1], dtype=float) if self.history else self.m0
+        self.history = [(t, m_prev, m, r, c) for t, m_prev, m, r, c in state["history"]]
+        self._tokens = [self._token(m_prev, r, profiles_of(t), c) for t, m_prev, _, r, c in self.history]
+        self.m = np.asarray(self.history[-1][2], dtype=float) if self.history else self.m0
 
 
 @lru_cache(maxsize=4)

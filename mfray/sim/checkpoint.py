@@ -5,11 +5,13 @@ The output folder's layout is mfray.sim.store's: a finished run waits in the wor
 (`<out>/in_progress/<run>.parquet`) until `publish` moves it into the dataset. While a run is in
 progress the work area holds
   <run>.ckpt.json        rollout state after the last checkpointed step
-  <run>.ckpt.parquet     the records up to that step
+  <run>.ckpt.parts/      the records up to that step, one Parquet part per checkpoint
   <run>.lock             locked (flock) by the one process working on the run
-The checkpoint pair is written records first, state second (each atomically), and the state
-names how many records it covers, so a crash between the two writes cannot pair a state with
-the wrong records. Every file records the run's identity (mfray.sim.identity): a finished run
+A checkpoint appends the records of the steps since the last one as a new part, then writes the
+state (each atomically); the state names how many records it covers, so a crash between the two
+writes cannot pair a state with the wrong records (the extra part is deleted on resume). Records
+go to disk as steps finish and are never held whole: memory stays flat however long the run,
+and the finished file is the parts joined row group by row group. Every file records the run's identity (mfray.sim.identity): a finished run
 is skipped only when it was made under the same identity and event content; otherwise the run
 is refused (IdentityMismatch) unless `overwrite` asks for it to be redone.
 """
@@ -24,12 +26,13 @@ from pathlib import Path
 from mfray.files import atomic_write, remove_lock, run_lock
 from mfray.llm.base import LLM
 from mfray.sim.config import RolloutConfig
-from mfray.sim.driver import drive
+from mfray.sim.driver import advance
 from mfray.sim.identity import RunIdentity, differing_parts, event_digest, same_run
 from mfray.sim.rollout import EventRollout, RolloutStats
 from mfray.sim.store import DATASET_DIR, RunFiles, publish_and_locate, published_runs, work_dir, work_runs
 from mfray.sim.trajectory import (
-    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, read_trajectory, run_meta, write_trajectory,
+    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, OLD_CKPT_RECORDS_SUFFIX, append_part, join_parts, part_files, remove_parts,
+    run_meta,
 )
 from mfray.types import Event, StepRecord
 
@@ -82,26 +85,35 @@ def _check_done_differently(out_dir: str | Path, files: RunFiles, meta: dict) ->
 
 
 def load_checkpoint(event: Event, cfg: RolloutConfig, seed: int, files: RunFiles, want: dict,
-                    overwrite: bool) -> tuple[EventRollout, list[StepRecord]]:
-    """A rollout and its records so far: from the checkpoint when there is a usable one, else fresh.
-    A checkpoint of another identity is refused, or discarded under `overwrite`."""
-    if files.state.exists() and files.records.exists():
+                    overwrite: bool) -> tuple[EventRollout, int]:
+    """A rollout and how many records its parts already hold: from the checkpoint when there is
+    a usable one, else fresh (any parts left without a state are cleared). A checkpoint of
+    another identity is refused, or discarded under `overwrite`."""
+    if files.state.exists():
         state = json.loads(files.state.read_text(encoding="utf-8"))
         try:
             check_identity(state.get("run"), want, files.state)
         except IdentityMismatch:
             if not overwrite:
                 raise
-            return EventRollout(event, cfg, seed), []
-        records = read_trajectory(files.records)
-        if len(records) >= state["n_records"]:
-            return EventRollout.from_state(event, cfg, seed, state["rollout"]), records[: state["n_records"]]
-    return EventRollout(event, cfg, seed), []
+        else:
+            n_records = state["n_records"]
+            try:
+                part_files(files.records, n_records)  # drops parts written after the state
+            except ValueError:  # parts lost or from an older layout: start the run again
+                pass
+            else:
+                return EventRollout.from_state(event, cfg, seed, state["rollout"]), n_records
+    _drop_checkpoint(files)
+    return EventRollout(event, cfg, seed), 0
 
 
-def save_checkpoint(rollout: EventRollout, records: list[StepRecord], files: RunFiles, meta: dict) -> None:
-    write_trajectory(records, files.records, meta)
-    state = json.dumps({"n_records": len(records), "rollout": rollout.state_dict(), "run": meta})
+def save_checkpoint(rollout: EventRollout, first: int, records: list[StepRecord], files: RunFiles, meta: dict) -> None:
+    """Append `records` (the run's records `first`.. onward) as a part, then the state that
+    counts them."""
+    if records:
+        append_part(files.records, first, records)
+    state = json.dumps({"n_records": first + len(records), "rollout": rollout.state_dict(), "run": meta})
     atomic_write(files.state, lambda tmp: tmp.write_text(state, encoding="utf-8"))
 
 
@@ -112,6 +124,7 @@ async def run_resumable(
     """Run (or finish) one rollout under its run lock, checkpointing every `every` steps; returns
     where the finished run lies (its file in the work area until `publish` moves it, or its
     part file once published) and the stats (None when it was already complete). Idempotent.
+    Holds only the records since the last checkpoint.
 
     Raises RunBusy when another process works on the same run, IdentityMismatch when the
     folder holds this run made under another `identity` or event content (unless `overwrite`:
@@ -127,20 +140,24 @@ async def run_resumable(
             return done, None
         if not overwrite:
             _check_done_differently(out_dir, files, meta)  # raises: made differently
-        rollout, records = load_checkpoint(event, cfg, seed, files, meta, overwrite)
+        rollout, saved = load_checkpoint(event, cfg, seed, files, meta, overwrite)
+        pending: list[StepRecord] = []  # finished since the last checkpoint
         steps = 0
 
         def step_done(finished: list[StepRecord]) -> None:
-            nonlocal steps
-            records.extend(finished)
+            nonlocal steps, saved, pending
+            pending.extend(finished)
             steps += 1
             if steps % every == 0 and rollout.at_step_boundary and not rollout.done:
-                save_checkpoint(rollout, records, files, meta)
+                save_checkpoint(rollout, saved, pending, files, meta)
+                saved, pending = saved + len(pending), []
             if on_step is not None:
                 on_step(finished)
 
-        await drive(rollout, llm, step_done)
-        write_trajectory(records, files.final, {**meta, "complete": True})
+        await advance(rollout, llm, None, step_done, keep=False)
+        if pending:
+            append_part(files.records, saved, pending)
+        join_parts(part_files(files.records, saved + len(pending)), files.final, {**meta, "complete": True})
         _drop_checkpoint(files)
     return files.final, rollout.stats
 
@@ -194,7 +211,7 @@ def _state_meta(path: Path) -> dict | None:
 
 def _method_of(name: str) -> str | None:
     """The method part of a run file's name (`<event>__<method>__s<seed><suffix>`)."""
-    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, LOCK_SUFFIX, ".parquet"):
+    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, OLD_CKPT_RECORDS_SUFFIX, LOCK_SUFFIX, ".parquet"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -206,7 +223,8 @@ def _drop_checkpoint(files: RunFiles) -> None:
     """Once the run's finished file exists, its checkpoint is no longer needed. The lock stays
     until `publish` has moved the run into the dataset."""
     files.state.unlink(missing_ok=True)
-    files.records.unlink(missing_ok=True)
+    remove_parts(files.records)
+    Path(f"{str(files.records)[: -len(CKPT_RECORDS_SUFFIX)]}{OLD_CKPT_RECORDS_SUFFIX}").unlink(missing_ok=True)
 
 
 @dataclass

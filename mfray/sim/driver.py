@@ -14,17 +14,19 @@ from mfray.types import Event, StepRecord
 
 
 async def advance(rollout: EventRollout, llm: LLM, steps: int | None = None,
-                  on_step: Callable[[list[StepRecord]], None] | None = None) -> list[StepRecord]:
+                  on_step: Callable[[list[StepRecord]], None] | None = None, keep: bool = True) -> list[StepRecord]:
     """Run `steps` more steps of a rollout (None: to the end), feeding its requests to `llm`, and
-    return their records. `on_step` receives the records as each step finishes (for streaming,
-    progress and checkpoints). The one loop every driver uses: a whole run, a resumable run, a
-    live session stepped by hand."""
+    return their records (none when not `keep`: a long run streams them through `on_step`).
+    `on_step` receives the records as each step finishes (for streaming, progress and
+    checkpoints). The one loop every driver uses: a whole run, a resumable run, a live session
+    stepped by hand."""
     records: list[StepRecord] = []
 
     def take() -> None:
         finished = rollout.drain()
         if finished:
-            records.extend(finished)
+            if keep:
+                records.extend(finished)
             if on_step is not None:
                 on_step(finished)
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from mfray.data.state import state_text
 from mfray.llm.base import Generation, Prompt, SamplingParams
-from mfray.mdp.macro import STATES, describe, draw_state, state_name
+from mfray.mdp.macro import STATES, describe, draw_state, prompt_fields
 from mfray.prompts.parse import mean_field_text, post_text
 from mfray.prompts.render import encoded_prompt_hash, mean_field_prompt, policy_prompt
 from mfray.sim.config import RolloutConfig
@@ -34,7 +34,7 @@ from mfray.sim.methods import method_spec
 from mfray.sim.trajectory import encode_prompt
 from mfray.types import Event, Profile, StepRecord
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: MF-MDP's macro history keeps step numbers, not profile texts
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,10 @@ class EventRollout:
     def from_state(cls, event: Event, cfg: RolloutConfig, seed: int, state: dict) -> "EventRollout":
         """Resume a rollout; the continuation equals the uninterrupted run (same seed)."""
         rollout = cls(event, cfg, seed)
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"rollout state version {state.get('version')!r}, expected {STATE_VERSION}")
+        version = state.get("version")
+        # Version 1 differs only in MF-MDP's macro history: its states of other methods still load.
+        if version != STATE_VERSION and not (version == 1 and "macro" not in state):
+            raise ValueError(f"rollout state version {version!r}, expected {STATE_VERSION}")
         if state["fingerprint"] != rollout._fingerprint():
             raise ValueError(f"rollout state of event {event.event_id} was saved with another config or seed")
         rollout.step = state["step"]
@@ -176,7 +178,7 @@ class EventRollout:
         rollout.window.extend(WindowAction(text, followers) for text, followers in state["window"])
         rollout.stats = RolloutStats(**state["stats"])
         if rollout.macro is not None:
-            rollout.macro.load_state(state["macro"])
+            rollout.macro.load_state(state["macro"], rollout._step_states)
         return rollout
 
     def _fingerprint(self) -> str:
@@ -216,6 +218,11 @@ class EventRollout:
             self._phase = "policy"
         else:
             self._after_policy()
+
+    def _step_states(self, step: int) -> list[str]:
+        """The state texts of step `step`'s agents, as the step began (they depend on the index only)."""
+        first = step * self.cfg.agents_per_step
+        return [self._make_agent(j).state for j in range(first, min(first + self.cfg.agents_per_step, self.cfg.horizon))]
 
     def _make_agent(self, j: int) -> _Agent:
         if j < len(self.event.responses):
@@ -325,8 +332,7 @@ class EventRollout:
     def _policy_prompt(self, agent: _Agent) -> Prompt:
         context = self.cfg.context  # what the method shows of the population (mfray.sim.methods)
         language = self.event.language
-        latent = {} if self.macro is None else {"latent_state": state_name(agent.latent, language),
-                                                 "latent_distribution": describe(self.macro.m, language)}
+        latent = {} if self.macro is None else prompt_fields(self.macro.m, agent.latent, language)
         return policy_prompt(
             self.cfg.prompt_style,
             self.event.language,

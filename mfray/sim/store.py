@@ -2,7 +2,7 @@
 beside it. Used by `mfray simulate`, the Ray sweep's actors and evaluation.
 
     <out>/trajectories/method=<method>/part-<token>.parquet   the dataset (complete runs only)
-    <out>/in_progress/<run>.lock | .ckpt.json | .ckpt.parquet  a run being worked on or killed
+    <out>/in_progress/<run>.lock | .ckpt.json | .ckpt.parts/  a run being worked on or killed
     <out>/in_progress/<run>.parquet                          a finished run not yet published
 
 One file per run stops scaling at thousands of runs (file counts, small reads), so finished runs
@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 from mfray.files import RunBusy, atomic_write, remove_lock, run_lock, safe_name
 from mfray.sim.identity import same_run
 from mfray.sim.trajectory import (
-    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, SCHEMA, run_meta, run_name,
-    table_to_records,
+    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, OLD_CKPT_RECORDS_SUFFIX, SCHEMA, batches,
+    run_meta, run_name, table_to_records,
 )
 from mfray.types import StepRecord
 
@@ -44,6 +44,7 @@ DATASET_DIR = "trajectories"
 WORK_DIR = "in_progress"
 PARTS_KEY = "mfray.runs"
 _PUBLISH_LOCK = ".publish.lock"
+ROW_GROUP = 4096  # rows a part file's row groups hold (the last one of a part fewer)
 
 
 def dataset_root(out_dir: str | Path) -> Path:
@@ -156,10 +157,10 @@ def work_runs(out_dir: str | Path) -> tuple[list[Path], list[str]]:
     if not folder.is_dir():
         return [], []
     finished = sorted(p for p in folder.glob(f"*{FINAL_SUFFIX}")
-                      if not p.name.endswith(CKPT_RECORDS_SUFFIX) and not p.name.startswith("."))
+                      if not p.name.endswith(OLD_CKPT_RECORDS_SUFFIX) and not p.name.startswith("."))
     names = {p.name[: -len(FINAL_SUFFIX)] for p in finished}
     pending = set()
-    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, LOCK_SUFFIX):
+    for suffix in (CKPT_STATE_SUFFIX, CKPT_RECORDS_SUFFIX, OLD_CKPT_RECORDS_SUFFIX, LOCK_SUFFIX):
         pending |= {p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")}
     return finished, sorted(pending - names)
 
@@ -188,7 +189,7 @@ def publish(out_dir: str | Path) -> dict[str, Path]:
     landed: dict[str, Path] = {}
     with run_lock(work / _PUBLISH_LOCK, wait=True), ExitStack() as held:
         published = published_runs(out_dir)
-        new: dict[str, list[tuple[str, dict, pa.Table]]] = {}  # method -> runs
+        new: dict[str, list[_Source]] = {}  # method -> runs
         clear: list[tuple[Path, Path]] = []  # (finished file, its lock) to remove once published
         for path in work_runs(out_dir)[0]:
             name = path.name[: -len(FINAL_SUFFIX)]
@@ -207,16 +208,16 @@ def publish(out_dir: str | Path) -> dict[str, Path]:
             if old is not None and same_run(old.meta, meta):
                 landed[name] = old.part
             else:
-                new.setdefault(meta["method"], []).append((name, meta, pq.read_table(path, schema=SCHEMA)))
+                new.setdefault(meta["method"], []).append(_Source(name, meta, path, 0, pq.ParquetFile(path).metadata.num_rows))
             clear.append((path, lock))
         # A redone run leaves its old part first: a crash before its new part is written leaves
         # it out of the dataset but still in the work area, for the next publish (never twice).
-        redone = {name for runs in new.values() for name, _, _ in runs if name in published}
+        redone = {run.name for runs in new.values() for run in runs if run.name in published}
         for part in sorted({published[name].part for name in redone}):
             _drop_runs(part, redone)
         for method, runs in sorted(new.items()):
             part = _write_part(_new_part(out_dir, method), runs)
-            landed.update({name: part for name, _, _ in runs})
+            landed.update({run.name: part for run in runs})
         for path, lock in clear:
             path.unlink(missing_ok=True)
             remove_lock(lock)
@@ -239,13 +240,36 @@ def publish_and_locate(out_dir: str | Path, paths: list[Path | None]) -> list[Pa
     return [where(p) for p in paths]
 
 
-def _write_part(path: Path, runs: list[tuple[str, dict, pa.Table]]) -> Path:
-    """Write `runs` (name, run metadata, rows) one after another to `path`, atomically, with the
-    footer that part_runs reads."""
-    entries = [{"run": name, "rows": table.num_rows, **meta} for name, meta, table in runs]
-    table = pa.concat_tables([t.replace_schema_metadata(None) for _, _, t in runs])
-    table = table.replace_schema_metadata({PARTS_KEY: json.dumps(entries, sort_keys=True, ensure_ascii=False)})
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+@dataclass(frozen=True)
+class _Source:
+    """A run to write into a part: its name, run metadata, and rows offset..offset+rows-1 of `path`."""
+
+    name: str
+    meta: dict
+    path: Path
+    offset: int
+    rows: int
+
+
+def _write_part(path: Path, runs: list[_Source]) -> Path:
+    """Write `runs` one after another to `path`, atomically, with the footer that part_runs
+    reads; streamed a few thousand rows at a time, so a run of any length fits in memory."""
+    entries = [{"run": run.name, "rows": run.rows, **run.meta} for run in runs]
+    schema = SCHEMA.with_metadata({PARTS_KEY: json.dumps(entries, sort_keys=True, ensure_ascii=False)})
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            held: list[pa.Table] = []  # short runs share a row group: thousands of runs, not of groups
+            for run in runs:
+                for table in batches(run.path, run.offset, run.rows, ROW_GROUP):
+                    held.append(table)
+                    if sum(t.num_rows for t in held) >= ROW_GROUP:
+                        writer.write_table(pa.concat_tables(held))
+                        held = []
+            if held or not runs:
+                writer.write_table(pa.concat_tables(held) if held else SCHEMA.empty_table())
+
+    return atomic_write(path, write)
 
 
 def _new_part(out_dir: str | Path, method: str) -> Path:
@@ -261,5 +285,4 @@ def _drop_runs(part: Path, names: set[str]) -> None:
     if not keep:
         part.unlink(missing_ok=True)
         return
-    table = pq.read_table(part, schema=SCHEMA)
-    _write_part(part, [(r.name, r.meta, table.slice(r.offset, r.rows)) for r in keep])
+    _write_part(part, [_Source(r.name, r.meta, part, r.offset, r.rows) for r in keep])

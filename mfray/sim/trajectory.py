@@ -1,10 +1,14 @@
 """Trajectories as Parquet: one row per agent action (StepRecord), with what made the run in the
-file's metadata. A run in progress is one file (mfray.sim.checkpoint); finished runs are
-published together into a dataset (mfray.sim.store)."""
+file's metadata. A run in progress streams its records to a folder of parts as steps finish
+(mfray.sim.checkpoint), so no process holds a whole run; a finished run is those parts joined
+into one file, row group by row group; finished runs are published together into a dataset
+(mfray.sim.store)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,8 +21,9 @@ from mfray.types import StepRecord
 # The files of one run `<run>` (run_name) in an output folder's work area (mfray.sim.store).
 FINAL_SUFFIX = ".parquet"  # the finished trajectory, until published into the dataset
 CKPT_STATE_SUFFIX = ".ckpt.json"  # rollout state after the last checkpointed step
-CKPT_RECORDS_SUFFIX = ".ckpt.parquet"  # the records up to that step
+CKPT_RECORDS_SUFFIX = ".ckpt.parts"  # a folder: the records up to that step, in parts (append_part)
 LOCK_SUFFIX = ".lock"  # held while a process works on the run
+OLD_CKPT_RECORDS_SUFFIX = ".ckpt.parquet"  # records of a checkpoint before they streamed in parts: never a run
 META_KEY = "mfray.run"
 
 SCHEMA = pa.schema(
@@ -85,6 +90,70 @@ def write_trajectory(records: list[StepRecord], path: str | Path, meta: dict | N
     complete, and concurrent writers never publish each other's half-written files."""
     table = records_to_table(records, meta)
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def append_part(folder: str | Path, first: int, records: list[StepRecord]) -> Path:
+    """Write `records`, the run's records `first`.. onward, as one more part of a run in
+    progress (atomically: a part is whole or absent)."""
+    return write_trajectory(records, Path(folder) / f"part-{first:010d}.parquet")
+
+
+def part_files(folder: str | Path, n_records: int) -> list[Path]:
+    """The parts holding a run's first `n_records` records, in order. Parts written past them (a
+    crash after a part but before the state that counts it) are deleted: the run redoes those
+    steps. Raises ValueError when the parts do not hold exactly records 0..n_records-1."""
+    folder = Path(folder)
+    parts = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    kept, covered = [], 0
+    for part in parts:
+        first = int(part.name[len("part-"):-len(".parquet")])
+        if first >= n_records:
+            part.unlink()
+            continue
+        if first != covered:
+            raise ValueError(f"{folder}: part {part.name} starts at record {first}, expected {covered}")
+        covered += pq.ParquetFile(part).metadata.num_rows
+        kept.append(part)
+    if covered != n_records:
+        raise ValueError(f"{folder}: parts hold {covered} records, the checkpoint counts {n_records}")
+    return kept
+
+
+def join_parts(parts: list[Path], path: str | Path, meta: dict | None = None) -> Path:
+    """Write the parts, in order, as one trajectory file (atomically), one part in memory at a
+    time: memory stays flat however long the run."""
+    schema = SCHEMA if meta is None else SCHEMA.with_metadata({META_KEY: json.dumps(meta, sort_keys=True, ensure_ascii=False)})
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for part in parts:
+                writer.write_table(pq.read_table(part, schema=SCHEMA))
+
+    return atomic_write(path, write)
+
+
+def remove_parts(folder: str | Path) -> None:
+    """Delete a run's folder of parts, if any."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def batches(path: str | Path, offset: int = 0, rows: int | None = None, size: int = 4096) -> Iterator[pa.Table]:
+    """Rows offset..offset+rows-1 (to the end when rows is None) of a trajectory file as tables
+    of SCHEMA, a few thousand rows at a time (columns a file predates read as null)."""
+    end = None if rows is None else offset + rows
+    at = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=size):
+        lo, hi = max(offset - at, 0), batch.num_rows if end is None else min(end - at, batch.num_rows)
+        if hi > lo:
+            yield _conform(pa.Table.from_batches([batch.slice(lo, hi - lo)]))
+        at += batch.num_rows
+        if end is not None and at >= end:
+            return
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    return pa.table([table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                     for f in SCHEMA], schema=SCHEMA)
 
 
 def read_trajectory(path: str | Path) -> list[StepRecord]:

@@ -109,6 +109,20 @@ def test_f_psi_is_fed_back_and_a_resume_equals_the_whole_run(fpsi):
         EventRollout(event(), mdp_cfg(mdp={"transition": fpsi, "encoder_dim": 16}), seed=1)
 
 
+def test_a_long_run_state_keeps_the_window_without_profiles_and_resumes_past_the_record(fpsi):
+    """Past the event's 40 posts agents get seeded profiles; the state keeps `window` steps of
+    (t, m_{t-1}, m_t, r_{t-1}, c_t) and rebuilds the tokens' profiles from t."""
+    c = mdp_cfg(horizon=80, mdp={"transition": fpsi, "encoder_dim": 8, "window": 4})
+    whole = run(run_event(event(), ScriptedLLM(), c, seed=2))
+    first = EventRollout(event(), c, seed=2)
+    head = run(advance(first, ScriptedLLM(), 14))
+    state = json.loads(json.dumps(first.state_dict()))
+    assert [h[0] for h in state["macro"]["history"]] == [10, 11, 12, 13]
+    assert "city" not in json.dumps(state["macro"])  # no profile text in the checkpoint
+    tail = run(advance(EventRollout.from_state(event(), c, 2, state), ScriptedLLM(), None))
+    assert head + tail == whole
+
+
 def test_other_methods_keep_their_dumps_and_records():
     plain = cfg(method="mf")
     assert "mdp" not in plain.model_dump()  # identities made before MF-MDP stay valid

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -22,7 +23,7 @@ from mfray.sim.checkpoint import IdentityMismatch, refuse_mixing, run_events, ru
 from mfray.sim.driver import run_event
 from mfray.sim.identity import RunIdentity, differing_parts, make_identity
 from mfray.sim.store import RunFiles, publish, published_runs, read_runs, work_dir, work_runs
-from mfray.sim.trajectory import read_trajectory, run_meta, write_trajectory
+from mfray.sim.trajectory import append_part, part_files, read_trajectory, run_meta, write_trajectory
 from tests.unit.test_rollout import ScriptedLLM, cfg, make_event, run
 
 BACKEND = {"name": "scripted"}
@@ -256,7 +257,7 @@ def test_evaluation_reads_complete_runs_only_and_refuses_mixed_configs(tmp_path)
     run(run_events([event], ScriptedLLM(), c, 0, tmp_path, ident(c)))
     with pytest.raises(RuntimeError, match="killed"):
         run(run_resumable(event, DyingLLM(limit=9), c, 1, tmp_path, ident(c), every=2))
-    assert (work_dir(tmp_path) / "ev1__mf__s1.ckpt.parquet").exists()  # a checkpoint Parquet lies in the folder
+    assert list((work_dir(tmp_path) / "ev1__mf__s1.ckpt.parts").glob("part-*.parquet"))  # checkpoint parts lie in the folder
     run(run_resumable(event, ScriptedLLM(), c, 2, tmp_path, ident(c)))  # finished, not yet published
     assert evaluable_runs(tmp_path) == ([published_runs(tmp_path)["ev1__mf__s0"]], ["ev1__mf__s1", "ev1__mf__s2"])
     assert write_incomplete(["ev1__mf__s1"], tmp_path / "eval").read_text() == "ev1__mf__s1\n"
@@ -277,16 +278,65 @@ def test_evaluation_of_a_folder_with_only_incomplete_runs_names_them(tmp_path):
         evaluable_runs(tmp_path)
 
 
-def test_checkpoint_records_carry_the_run_identity(tmp_path):
+def test_checkpoint_state_carries_the_run_identity_and_counts_its_parts(tmp_path):
     event, c = make_event(), cfg(horizon=40)
     with pytest.raises(RuntimeError, match="killed"):
         run(run_resumable(event, DyingLLM(limit=9), c, 0, tmp_path, ident(c), every=2))
-    records = work_dir(tmp_path) / "ev1__mf__s0.ckpt.parquet"
-    meta = run_meta(records)
-    assert meta["identity"] == ident(c).digest and meta["complete"] is False
-    assert pq.read_table(records).num_rows > 0
+    files = RunFiles.of(tmp_path, "ev1", "mf", 0)
+    state = json.loads(files.state.read_text())
+    assert state["run"]["identity"] == ident(c).digest and state["run"]["complete"] is False
+    parts = sorted(files.records.glob("part-*.parquet"))
+    # every=2 steps of 4 agents: one part of 8 records per checkpoint, named by its first record
+    assert [p.name for p in parts] == [f"part-{i:010d}.parquet" for i in range(0, state["n_records"], 8)]
+    assert sum(pq.read_table(p).num_rows for p in parts) == state["n_records"] > 0
     with pytest.raises(IdentityMismatch, match=r"\.ckpt\.json.*rollout\.retries"):  # a checkpoint of another config
         run(run_resumable(event, ScriptedLLM(), cfg(horizon=40, retries=2), 0, tmp_path, ident(cfg(horizon=40, retries=2))))
+
+
+def test_a_part_written_after_the_last_state_is_dropped_on_resume(tmp_path):
+    """A crash between a checkpoint's part and its state leaves a part the state does not count:
+    the resumed run redoes those steps, so nothing is held twice."""
+    event, c = make_event(), cfg(horizon=40)
+    reference = run(run_event(event, ScriptedLLM(), c, seed=0))
+    with pytest.raises(RuntimeError, match="killed"):
+        run(run_resumable(event, DyingLLM(limit=9), c, 0, tmp_path, ident(c), every=2))
+    files = RunFiles.of(tmp_path, "ev1", "mf", 0)
+    n = json.loads(files.state.read_text())["n_records"]
+    orphan = append_part(files.records, n, reference[n: n + 4])
+    assert orphan not in part_files(files.records, n) and not orphan.exists()
+    append_part(files.records, n, reference[n: n + 4])  # again, for the resumed run to meet
+    path, _ = run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c), every=2))
+    assert read_trajectory(path) == reference
+
+
+def test_parts_that_do_not_cover_the_state_restart_the_run(tmp_path):
+    event, c = make_event(), cfg(horizon=40)
+    reference = run(run_event(event, ScriptedLLM(), c, seed=0))
+    with pytest.raises(RuntimeError, match="killed"):
+        run(run_resumable(event, DyingLLM(limit=9), c, 0, tmp_path, ident(c), every=2))
+    files = RunFiles.of(tmp_path, "ev1", "mf", 0)
+    sorted(files.records.glob("part-*.parquet"))[0].unlink()  # a lost part
+    with pytest.raises(ValueError, match="part-0000000008.parquet starts at record 8, expected 0"):
+        part_files(files.records, json.loads(files.state.read_text())["n_records"])
+    legacy = work_dir(tmp_path) / "ev1__mf__s0.ckpt.parquet"  # the one-file checkpoint of earlier versions
+    write_trajectory(reference[:8], legacy, {"method": "mf"})
+    assert work_runs(tmp_path) == ([], ["ev1__mf__s0"])  # never taken for a finished run
+    path, _ = run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c), every=2))
+    assert read_trajectory(path) == reference and not legacy.exists()
+
+
+def test_a_run_longer_than_a_row_group_streams_through_parts_and_publish(tmp_path, monkeypatch):
+    import mfray.sim.store as store
+
+    monkeypatch.setattr(store, "ROW_GROUP", 16)
+    event, c = make_event(), cfg(horizon=40)
+    reference = run(run_event(event, ScriptedLLM(), c, seed=0))
+    path, _ = run(run_resumable(event, ScriptedLLM(), c, 0, tmp_path, ident(c), every=3))
+    # the finished file is its parts joined: 3 steps of 4 agents a part, one row group each
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4 and read_trajectory(path) == reference
+    [part] = publish(tmp_path).values()
+    assert pq.ParquetFile(part).metadata.num_row_groups == 3  # 16 + 16 + 8 rows
+    assert published(tmp_path, "ev1__mf__s0") == reference
 
 
 # ---- the dataset ---------------------------------------------------------------------------------
