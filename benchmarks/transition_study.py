@@ -2,8 +2,9 @@
 jobs/configs/mdp_transition_data.yaml, with L_seq + alpha * L_roll (alpha 1) and without the
 rollout term (alpha 0, the "w/o LCT-State" ablation), scored on held-out events (never fitted):
 L_seq and L_roll per epoch, and the K-step rollout KL against the persistence baseline
-(m_{t+k} = m_t). Writes benchmarks/results/transition_study.json, a plot, and the alpha-1 model
-to runs/mdp_transition/fpsi.pt (what `--set rollout.mdp.transition=...` of an mfmdp simulation takes).
+(m_{t+k} = m_t). Writes benchmarks/results/transition_study.json, a plot, the alpha-1 model to
+runs/mdp_transition/fpsi.pt (what `--set rollout.mdp.transition=...` of an mfmdp simulation takes)
+and the alpha-0 one beside it (fpsi_alpha0.pt: the "w/o LCT-State" ablation's f_psi).
 
     nice -n 19 .venv/bin/mfray simulate --config jobs/configs/mdp_transition_data.yaml   # the data, first
     .venv/bin/python benchmarks/transition_study.py [--epochs 20] [--lr 2e-5]
@@ -69,9 +70,10 @@ def main() -> None:
               f"L_roll {history[0].heldout_roll} -> {last.heldout_roll}; K-step KL "
               + ", ".join(f"K={k} {v['model']:.4f} vs persistence {v['persistence']:.4f}"
                           for k, v in results["runs"][f"alpha={alpha:g}"]["heldout_rollout_kl"].items()))
-        if alpha == 1.0:
-            Path(args.model_out).parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(model, args.model_out)
+        out = Path(args.model_out)
+        out = out if alpha == 1.0 else out.with_name(f"{out.stem}_alpha0{out.suffix}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(model, out)
     Path(args.out).write_text(json.dumps(results, indent=2))
     plot(results, Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}; model {args.model_out}")

@@ -87,14 +87,16 @@ def main(argv: list[str] | None = None) -> int:
 
     tr = sub.add_parser(
         "train",
-        help="IB-Tune (policy + mean-field LoRA adapters) or SFT on real events, on Ray Train",
+        help="IB-Tune (policy + mean-field LoRA adapters), SFT or LCT-Policy on real events, on Ray Train",
         description="Fine-tune LoRA adapters on real events (SPEC section 7) with Ray Train workers: DeepSpeed "
         "ZeRO-2 (bf16) on GPU workers, the same loop with a gloo all-reduce on CPU. A killed worker is "
         "restarted from the last checkpoint. Writes <out>/adapters/<name>/ (PEFT folders that `mfray simulate "
         "--set model.adapters.NAME=PATH` and vLLM load), <out>/training_curves.png and <out>/summary.json "
         "with the held-out policy NLL before vs after.",
     )
-    tr.add_argument("mode", choices=["ibtune", "sft"])
+    tr.add_argument("mode", choices=["ibtune", "sft", "lct"],
+                    help="ibtune: policy + mean-field adapters (MF-LLM); sft: the policy on real posts; lct: "
+                    "LCT-Policy, MF-MDP's lookahead training of the policy (adapter lct_policy, from all-real mfmdp runs)")
     tr.add_argument("--config", required=True, help="TrainConfig YAML (e.g. jobs/configs/train_ibtune.yaml)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. steps=4")
     tr.add_argument("--address", help="Ray cluster to join (default: start a local one)")
@@ -102,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
     adapters = sub.add_parser(
         "init-adapters",
-        help="write untrained LoRA adapters (rank 64, all linear layers) named sft, ib_policy, ib_mean_field",
+        help="write untrained LoRA adapters (rank 64, all linear layers) named sft, ib_policy, ib_mean_field, lct_policy",
         description="Untrained adapters compute exactly the base model (LoRA B starts at zero): they let the "
-        "sft and mf_ibtune methods run before training has produced real ones.",
+        "sft, mf_ibtune and mfmdp_lct methods run before training has produced real ones.",
     )
     adapters.add_argument("--model", default="default")
     adapters.add_argument("--out", required=True, help="directory; one subdirectory per adapter")

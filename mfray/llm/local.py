@@ -22,7 +22,7 @@ import torch
 from mfray.llm.base import EngineStats, Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
 from mfray.llm.prefill import prefill, stackable
-from mfray.llm.scoring import completion_logprobs
+from mfray.llm.scoring import scored_pairs
 
 
 @dataclass
@@ -210,6 +210,13 @@ class LocalEngine:
         Prompt tokens are never scored, whatever the padding side: positions are computed per
         row from its own prompt and completion lengths. Logits are computed only at completion
         positions (full-vocabulary logits for every position would cost GBs)."""
+        return self.score_states_sync(prompts, completions, adapter, padding_side)[0]
+
+    def score_states_sync(
+        self, prompts: list[Prompt], completions: list[str], adapter: str | None = None, padding_side: str = "right"
+    ) -> tuple[list[list[float]], torch.Tensor]:
+        """`score_sync`, and the final layer's hidden state at each pair's last token [B, H]
+        (what LCT-Policy's lookahead head reads), from the same forward passes."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         pairs = [
@@ -217,15 +224,16 @@ class LocalEngine:
             for p, c in zip(prompts, completions)
         ]
         results: list[list[float] | None] = [None] * len(pairs)
+        states: list[torch.Tensor | None] = [None] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         with self._lock, torch.inference_mode(), self._adapter(adapter):
             for start in range(0, len(order), self.max_batch):
                 chunk = order[start : start + self.max_batch]
-                scored = completion_logprobs(self.model, self.tokenizer.pad_token_id, [pairs[i] for i in chunk], padding_side, self.device)
-                for i, lp in zip(chunk, scored):
-                    results[i] = lp.tolist()
+                scored, last = scored_pairs(self.model, self.tokenizer.pad_token_id, [pairs[i] for i in chunk], padding_side, self.device)
+                for i, lp, h in zip(chunk, scored, last):
+                    results[i], states[i] = lp.tolist(), h.float().cpu()
                     self.stats.scored_tokens += len(lp)
-        return results  # type: ignore[return-value]
+        return results, torch.stack(states) if states else torch.zeros(0)  # type: ignore[return-value]
 
 
 def _generator(seed: int | None) -> torch.Generator | None:

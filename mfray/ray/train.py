@@ -56,7 +56,8 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     model = cfg.model if cfg.model == "default" or not Path(cfg.model).exists() else absolute(cfg.model)
     return cfg.model_copy(update={
         "out": str(Path(cfg.out).resolve()), "model": model,
-        "train_events": [absolute(p) for p in cfg.train_events], "heldout_events": [absolute(p) for p in cfg.heldout_events]})
+        "train_events": [absolute(p) for p in cfg.train_events], "heldout_events": [absolute(p) for p in cfg.heldout_events],
+        "lct": cfg.lct.model_copy(update={"runs": [absolute(p) for p in cfg.lct.runs]})})
 
 
 def fit(cfg: TrainConfig, name: str | None = None):

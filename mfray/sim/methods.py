@@ -12,7 +12,8 @@ method is one entry here plus its own modules.
 | mf | the mean field (MF-LLM) | yes | base model |
 | sft | its profile only | no | sft, base model |
 | mf_ibtune | the mean field | yes | ib_policy, ib_mean_field (IB-Tune) |
-| mfmdp | the mean field, m_t and its own state drawn from m_t (MF-MDP) | yes | base model (LCT-Policy adapters: to come) |
+| mfmdp | the mean field, m_t and its own state drawn from m_t (MF-MDP) | yes | base model (the paper's "w/o LCT-Policy") |
+| mfmdp_lct | as mfmdp | yes | lct_policy (LCT-Policy), base model |
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("mfmdp", "mean_field", None, None,
                "MF-MDP: the mean field plus an attitude distribution m_t that f_psi carries forward; each agent "
                "draws its own state from it", macro_state=True),
+    MethodSpec("mfmdp_lct", "mean_field", "lct_policy", None,
+               "MF-MDP with its policy trained by LCT-Policy (lookahead against future attitude histograms)",
+               macro_state=True),
 )}
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 Method = Literal[METHODS]  # the config field's type: one of the registry's names

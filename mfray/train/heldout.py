@@ -58,3 +58,36 @@ def heldout_nll(engine: LocalEngine, events: list[Event], cfg: TrainConfig, tune
         "nll_per_token": -total_logp / tokens,
         "nll_per_action": sum(per_action) / len(per_action),
     }
+
+
+def heldout_lct(engine: LocalEngine, samples: list, cfg: TrainConfig, head=None) -> dict:
+    """LCT-Policy's held-out evidence on `samples` (LctSample of held-out events): the policy NLL
+    of the real actions on their MF-MDP prompts (the lct_policy adapter when `head` is given, the
+    base model otherwise), and with `head`, its lookahead cost V (eval mode: no dropout) beside
+    the persistence forecast's (m_hat_{t+k} = m_t) on the same agents."""
+    import torch
+
+    from mfray.mdp.lct import future_targets, lookahead_cost
+
+    adapter = cfg.policy_adapter if head is not None else None
+    total_logp, tokens, actions, v_head, v_persist, agents = 0.0, 0, 0, 0.0, 0.0, 0
+    for sample in samples:
+        prompts = sample.prompts(cfg.prompt_style)
+        completions = [policy_completion(p, a.text) for p, a in zip(prompts, sample.agents)]
+        logps, hidden = engine.score_states_sync(prompts, completions, adapter=adapter)
+        for lps in logps:
+            total_logp, tokens, actions = total_logp + sum(lps), tokens + len(lps), actions + bool(lps)
+        future, valid = future_targets(sample.future, cfg.lct.k)
+        persist = torch.tensor(sample.m, dtype=torch.float32).expand(len(prompts), cfg.lct.k, -1)
+        v_persist += lookahead_cost(persist, future, valid, cfg.lct.gamma).sum().item()
+        if head is not None:
+            with torch.no_grad():
+                v_head += lookahead_cost(head.eval()(hidden), future, valid, cfg.lct.gamma).sum().item()
+        agents += len(prompts)
+    if tokens == 0:
+        raise ValueError("no held-out action tokens for LCT-Policy")
+    out = {"samples": len(samples), "actions": actions, "tokens": tokens, "nll_per_token": -total_logp / tokens,
+           "lookahead_cost_persistence": v_persist / agents}
+    if head is not None:
+        out["lookahead_cost_head"] = v_head / agents
+    return out

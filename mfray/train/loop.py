@@ -24,7 +24,9 @@ from mfray.data.validate import load_events
 from mfray.sim.context import derive_seed
 from mfray.train.config import TrainConfig
 from mfray.train.samples import worker_streams
-from mfray.train.steps import PASSES, ib_step, sft_step, use_adapter
+from mfray.train.steps import PASSES, ib_step, lct_step, sft_step, use_adapter
+
+HEAD_FILE = "lct_head.pt"  # LCT-Policy's lookahead head, beside the adapters
 
 
 @dataclass
@@ -186,7 +188,12 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
     events, problems = load_events(cfg.train_events)
     for problem in problems:
         print(f"[rank {ctx.rank}] training data: {problem}", flush=True)
-    streams, skipped = worker_streams(events, cfg.agents_per_step, cfg.horizon, ctx.world_size, cfg.seed)
+    if cfg.mode == "lct":
+        from mfray.mdp.lct_data import lct_streams
+
+        streams, skipped = lct_streams({e.event_id for e in events}, cfg.lct, ctx.world_size, cfg.seed)
+    else:
+        streams, skipped = worker_streams(events, cfg.agents_per_step, cfg.horizon, ctx.world_size, cfg.seed)
     for line in skipped:
         print(f"[rank {ctx.rank}] {line}", flush=True)
     stream = streams[ctx.rank]
@@ -194,7 +201,15 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
     backend_name = cfg.resolved_backend
     dtype = torch.bfloat16 if (backend_name == "deepspeed" and ctx.device.startswith("cuda")) else torch.float32
     model, tokenizer = build_model(cfg, ctx.device, dtype)
-    params = [p for n, p in model.named_parameters() if "lora_" in n]
+    head = None
+    if cfg.mode == "lct":  # a submodule of the model, so both backends (and ZeRO) treat it as the adapters
+        from mfray.mdp.lct import LookaheadHead
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.seed, "lct-head"))
+            head = LookaheadHead(model.config.hidden_size, cfg.lct.k, cfg.lct.head_width, cfg.lct.head_dropout)
+        model.lct_head = head = head.to(ctx.device)
+    params = [p for n, p in model.named_parameters() if "lora_" in n or n.startswith("lct_head.")]
     if backend_name == "deepspeed":
         backend = _DeepSpeedBackend(model, params, cfg.learning_rate, cfg.weight_decay, deepspeed_config(cfg, dtype == torch.bfloat16),
                                     PASSES[cfg.mode])
@@ -207,6 +222,8 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
         state = json.loads((ctx.restore_dir / f"worker-{ctx.rank}.json").read_text())
         start, position, mean_field = state["updates"], state["position"], state["mean_field"]
         load_adapters(model, cfg.adapter_names, ctx.restore_dir / "adapters")
+        if head is not None:
+            head.load_state_dict(torch.load(ctx.restore_dir / HEAD_FILE, weights_only=True))
         backend.load(ctx.restore_dir)
         print(f"[rank {ctx.rank}] resumed from update {start} (stream position {position})", flush=True)
 
@@ -226,6 +243,9 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
                 mean_field = ""  # m_0 = "": no mean field crosses events
             if cfg.mode == "sft":
                 result = sft_step(engine, sample, cfg.policy_adapter, backend.backward, style=cfg.prompt_style)
+            elif cfg.mode == "lct":
+                result = lct_step(engine, head, sample, backend.backward, settings=cfg.lct,
+                                  seed=derive_seed(cfg.seed, "lct", ctx.rank, position), style=cfg.prompt_style)
             else:
                 seed = derive_seed(cfg.seed, "summaries", ctx.rank, position)
                 result = ib_step(engine, sample, mean_field, backend.backward, summaries=cfg.summaries, beta=cfg.beta,
@@ -252,10 +272,14 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
                 json.dumps({"updates": update + 1, "position": position, "mean_field": mean_field}))
             if ctx.rank == 0:
                 save_adapters(model, cfg.adapter_names, ckpt / "adapters")
+                if head is not None:
+                    torch.save(head.state_dict(), ckpt / HEAD_FILE)
             backend.save(ckpt, ctx.rank)
         ctx.report(metrics, ckpt)
     if ctx.rank == 0:
         save_adapters(model, cfg.adapter_names, out / "adapters")
+        if head is not None:
+            torch.save(head.state_dict(), out / HEAD_FILE)
 
 
 def run_single_process(cfg: TrainConfig, device: str = "cpu") -> list[dict]:

@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mfray.sim.methods import ADAPTER_NAMES  # every adapter a method runs: sft, ib_policy, ib_mean_field
+from mfray.sim.methods import ADAPTER_NAMES  # every adapter a method runs: sft, ib_policy, ib_mean_field, lct_policy
 # The IB-Tune adapters that ship with mfray (`make adapters` trains and exports them): the demo's.
 SHIPPED_ADAPTERS = Path(__file__).resolve().parents[1] / "adapters"
 

@@ -56,29 +56,35 @@ def event_samples(event: Event, agents_per_step: int, horizon: int) -> list[Step
     ]
 
 
+def deal(groups: dict[str, list], workers: int, seed: int = 0) -> list[list]:
+    """Deal each event's samples (`groups`: event id -> its samples in order) round-robin to
+    `workers` streams: an event's samples stay on one worker, in order. Events are sorted by id,
+    then shuffled with `seed`: the split does not depend on file order, and a run shorter than its
+    stream sees a mix of events (sorted ids put one dataset's events first, e.g. all Weibo ids
+    before every Twitter "E..." id). Events with no samples take part in the shuffle, then are
+    left out (so a split does not change when one becomes unusable). ValueError when fewer
+    events than workers have samples."""
+    ordered = sorted(groups)
+    random.Random(seed).shuffle(ordered)
+    ordered = [event_id for event_id in ordered if groups[event_id]]
+    if len(ordered) < workers:
+        raise ValueError(f"{len(ordered)} usable training events for {workers} workers; give more events or fewer workers")
+    streams: list[list] = [[] for _ in range(workers)]
+    for i, event_id in enumerate(ordered):
+        streams[i % workers].extend(groups[event_id])
+    return streams
+
+
 def worker_streams(
     events: list[Event], agents_per_step: int, horizon: int, workers: int, seed: int = 0
 ) -> tuple[list[list[StepSample]], list[str]]:
-    """Deal whole events round-robin to workers (an event's steps stay on one worker, in
-    order); return (one sample stream per worker, problems). Events are sorted by id, then
-    shuffled with `seed`: the split does not depend on file order, and a run shorter than its
-    stream sees a mix of events (sorted ids put one dataset's events first, e.g. all Weibo ids
-    before every Twitter "E..." id)."""
-    problems, usable = [], []
-    ordered = sorted(events, key=lambda e: e.event_id)
-    random.Random(seed).shuffle(ordered)
-    for event in ordered:
-        samples = event_samples(event, agents_per_step, horizon)
-        if samples:
-            usable.append(samples)
-        else:
+    """Deal whole events to workers (`deal`); return (one sample stream per worker, problems)."""
+    problems, groups = [], {}
+    for event in events:
+        groups[event.event_id] = samples = event_samples(event, agents_per_step, horizon)
+        if not samples:
             problems.append(
                 f"event {event.event_id}: {len(event)} responses, fewer than the 2 steps of {agents_per_step} "
                 "agents a training transition needs; not used for training"
             )
-    if len(usable) < workers:
-        raise ValueError(f"{len(usable)} usable training events for {workers} workers; give more events or fewer workers")
-    streams: list[list[StepSample]] = [[] for _ in range(workers)]
-    for i, samples in enumerate(usable):
-        streams[i % workers].extend(samples)
-    return streams, problems
+    return deal(groups, workers, seed), problems

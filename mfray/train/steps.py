@@ -1,4 +1,4 @@
-"""One IB-Tune or SFT step on one event-step sample (SPEC section 7): losses with their graphs.
+"""One IB-Tune, SFT or LCT-Policy step on one event-step sample (SPEC section 7): losses with their graphs.
 
 The model is one PeftModel holding every adapter; the frozen base with adapters disabled is the
 prior r, so no second copy of the weights exists. No-gradient work (sampling summaries, scoring
@@ -12,6 +12,7 @@ exactly "mean-field update, then policy update on the chosen summary" (IB-Tune's
 
 from __future__ import annotations
 
+import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -20,7 +21,9 @@ import torch
 
 from mfray.llm.base import SamplingParams
 from mfray.llm.local import LocalEngine
-from mfray.llm.scoring import completion_logprobs
+from mfray.llm.scoring import completion_logprobs, scored_pairs
+from mfray.mdp.lct import future_targets, lct_loss, lookahead_cost
+from mfray.mdp.lct_data import LctSample
 from mfray.prompts.parse import mean_field_text
 from mfray.prompts.render import mean_field_prompt, policy_completion, policy_prompt
 from mfray.train.losses import (
@@ -31,11 +34,12 @@ from mfray.train.losses import (
     score_function_loss,
     token_mean,
 )
+from mfray.train.config import LctSettings
 from mfray.train.samples import StepSample, mean_field_comments
 
 
 # Differentiable passes per sample (one backward each): DeepSpeed counts each as a micro-step.
-PASSES = {"sft": 1, "ibtune": 2}
+PASSES = {"sft": 1, "ibtune": 2, "lct": 1}  # lct: its J instances share one loss and one backward
 
 Backward = Callable[[torch.Tensor], None]
 
@@ -159,3 +163,38 @@ def ib_step(
         "action_tokens": float(sum(lp.numel() for lp in policy_logps)),
     }
     return StepOutput(metrics, texts[chosen])
+
+
+def lct_step(
+    engine: LocalEngine, head, sample: LctSample, backward: Backward, *, settings: LctSettings, seed: int,
+    style: str = "timeline", adapter: str = "lct_policy",
+) -> StepOutput:
+    """LCT-Policy on one step (SPEC section 6, mfray.mdp.lct): J forward passes of the policy on
+    its MF-MDP prompts and the step's real actions, each with its own dropout masks (the policy
+    and `head` in train mode); the head reads each pass's last hidden state per agent and
+    predicts m_hat_{t+1..t+K}; the passes are weighted by their lookahead cost against the real
+    future histograms, and L = pred_weight * sum_j w_j V_j + text_weight * NLL."""
+    model = engine.model
+    agents = list(sample.agents)
+    if settings.agents_scored is not None and len(agents) > settings.agents_scored:
+        agents = random.Random(seed).sample(agents, settings.agents_scored)
+    prompts = sample.prompts(style, agents)
+    probe = policy_prompt(style, sample.language, sample.topic, "")
+    completions = [engine.tokenizer(policy_completion(probe, a.text), add_special_tokens=False)["input_ids"] for a in agents]
+    future, valid = future_targets(sample.future, settings.k)
+    costs, nlls = [], []
+    with gradient_pass(model, adapter):
+        head.train()
+        torch.manual_seed(seed)  # the J dropout instances: a different mask per pass, reproducibly
+        for _ in range(settings.instances):
+            logps, hidden = scored_pairs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, completions),
+                                         device=engine.device)
+            costs.append(lookahead_cost(head(hidden), future.to(hidden.device), valid.to(hidden.device), settings.gamma))
+            nlls.append(policy_nll(logps))
+        v, nll = torch.stack(costs), torch.stack(nlls)  # [J, A], [J]
+        loss, pred = lct_loss(v, nll, settings.beta, settings.pred_weight, settings.text_weight)
+        backward(loss)
+    head.eval()
+    return StepOutput({"lct_loss": loss.item(), "lookahead_cost": pred.item(), "policy_nll": nll.mean().item(),
+                       "instance_spread": (v.max(0).values - v.min(0).values).mean().item(),
+                       "action_tokens": float(sum(lp.numel() for lp in logps))}, "")

@@ -1,4 +1,4 @@
-"""IB-Tune and SFT steps on a tiny randomly initialised Llama (the default model's architecture
+"""IB-Tune, SFT and LCT-Policy steps on a tiny randomly initialised Llama (the default model's architecture
 and tokenizer): where gradients go, and the direction of the mean-field update."""
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ import torch
 from mfray.llm.local import LocalEngine
 from mfray.llm.scoring import completion_logprobs
 from mfray.prompts.render import mean_field_prompt
-from mfray.train.config import LoraSettings, TrainConfig
+from mfray.mdp.lct import LookaheadHead
+from mfray.mdp.lct_data import LctAgent, LctSample
+from mfray.prompts.render import policy_completion
+from mfray.train.config import LctSettings, LoraSettings, TrainConfig
 from mfray.train.loop import build_model
 from mfray.train.losses import ib_rewards, leave_one_out_advantages, per_sequence_mean, score_function_loss
 from mfray.train.samples import Action, StepSample
-from mfray.train.steps import ib_step, sft_step, use_adapter
+from mfray.train.steps import ib_step, lct_step, sft_step, use_adapter
 
 SAMPLE = StepSample(
     event_id="e1", language="en", topic="The city will ban cars downtown next year.", step=1,
@@ -28,7 +31,7 @@ def backward(loss):
 
 def make_engine(tiny_model_dir, mode="ibtune", checkpointing=True) -> LocalEngine:
     cfg = TrainConfig(mode=mode, model=str(tiny_model_dir), train_events=["unused"], lora=LoraSettings(rank=4, alpha=8),
-                      gradient_checkpointing=checkpointing)
+                      gradient_checkpointing=checkpointing, lct={"runs": ["unused"]})
     model, tok = build_model(cfg, "cpu", torch.float32)
     # Fresh LoRA B is zero, which makes every adapter compute the base model and zeroes the
     # gradient reaching A. Nudge B so the test sees a generic point of the parameter space.
@@ -157,3 +160,44 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+
+
+LCT_SAMPLE = LctSample(
+    event_id="e1", language="en", topic="The city will ban cars downtown next year.", step=3,
+    mean_field="Most users doubt the ban; some welcome cleaner air.", m=(0.25, 0.5, 0.25), signal=None,
+    agents=(LctAgent("location: Lyon", "Good idea, bikes are faster anyway.", "positive"),
+            LctAgent("", "Is this even true? Source?", "neutral")),
+    future=((0.2, 0.5, 0.3), (0.1, 0.4, 0.5)),
+)
+
+
+def lct_engine(tiny_model_dir, settings: LctSettings):
+    engine = make_engine(tiny_model_dir, mode="lct")
+    torch.manual_seed(0)
+    head = LookaheadHead(engine.model.config.hidden_size, settings.k, 16, settings.head_dropout)
+    engine.model.lct_head = head
+    return engine, head
+
+
+def test_lct_step_trains_the_lct_adapter_and_head_only(tiny_model_dir):
+    settings = LctSettings(runs=["unused"], k=3, instances=3)
+    engine, head = lct_engine(tiny_model_dir, settings)
+    out = lct_step(engine, head, LCT_SAMPLE, backward, settings=settings, seed=1)
+    base = [n for n, p in engine.model.named_parameters() if p.grad is not None and "lora_" not in n and not n.startswith("lct_head.")]
+    assert base == []
+    assert any(".lct_policy." in n and p.grad.abs().sum() > 0 for n, p in engine.model.named_parameters() if p.grad is not None)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert out.metrics["instance_spread"] > 0  # J dropout instances, J different forecasts
+    assert out.metrics["lct_loss"] == pytest.approx(0.5 * out.metrics["lookahead_cost"] + 0.5 * out.metrics["policy_nll"])
+
+
+def test_lct_text_term_alone_is_the_nll_of_the_real_actions_on_mfmdp_prompts(tiny_model_dir):
+    settings = LctSettings(runs=["unused"], k=2, instances=1, head_dropout=0.0, pred_weight=0.0, text_weight=1.0)
+    engine, head = lct_engine(tiny_model_dir, settings)
+    losses = []
+    lct_step(engine, head, LCT_SAMPLE, lambda loss: (losses.append(loss.item()), loss.backward()), settings=settings, seed=1)
+    prompts = LCT_SAMPLE.prompts("timeline")
+    scored = engine.score_sync(prompts, [policy_completion(p, a.text) for p, a in zip(prompts, LCT_SAMPLE.agents)],
+                               adapter="lct_policy")
+    nll = -sum(sum(s) for s in scored) / sum(len(s) for s in scored)
+    assert losses[0] == pytest.approx(nll, rel=1e-4)  # LoRA dropout 0 here: train mode computes eval's NLL

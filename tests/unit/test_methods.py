@@ -20,8 +20,9 @@ def test_the_table_as_the_spec_gives_it():
         "sft": ("none", False, "sft", None, False),
         "mf_ibtune": ("mean_field", True, "ib_policy", "ib_mean_field", False),
         "mfmdp": ("mean_field", True, None, None, True),
+        "mfmdp_lct": ("mean_field", True, "lct_policy", None, True),
     }
-    assert METHODS == tuple(table) and ADAPTER_NAMES == ("sft", "ib_policy", "ib_mean_field")
+    assert METHODS == tuple(table) and ADAPTER_NAMES == ("sft", "ib_policy", "ib_mean_field", "lct_policy")
 
 
 def test_the_config_reads_the_registry():
@@ -32,5 +33,5 @@ def test_the_config_reads_the_registry():
         assert cfg.adapters() == ("mine" if spec.policy_adapter else None, "mine_mf" if spec.mean_field_adapter else None)
     with pytest.raises(ValueError, match="Input should be 'state'"):
         RolloutConfig.model_validate({"method": "mdp"})
-    with pytest.raises(KeyError, match="methods: state, recent, popular, mf, sft, mf_ibtune, mfmdp"):
+    with pytest.raises(KeyError, match="methods: state, recent, popular, mf, sft, mf_ibtune, mfmdp, mfmdp_lct"):
         method_spec("mdp")

@@ -23,7 +23,7 @@ from mfray.sim.checkpoint import IdentityMismatch, refuse_mixing, run_events, ru
 from mfray.sim.driver import run_event
 from mfray.sim.identity import RunIdentity, differing_parts, make_identity
 from mfray.sim.store import RunFiles, publish, published_runs, read_runs, work_dir, work_runs
-from mfray.sim.trajectory import append_part, part_files, read_trajectory, run_meta, write_trajectory
+from mfray.sim.trajectory import append_part, part_files, read_trajectory, write_trajectory
 from tests.unit.test_rollout import ScriptedLLM, cfg, make_event, run
 
 BACKEND = {"name": "scripted"}
