@@ -95,6 +95,23 @@ class Signal(StrictModel):
 STYLE_REPETITION_PENALTY = {"chat": 1.2, "timeline": 1.0}
 
 
+class Reselection(StrictModel):
+    """Simulation-time reselection, this project's optional extension of MF-MDP (SPEC section 6;
+    off by default, reported apart from the paper's method): `candidates` posts per agent (1:
+    off), each weighted by how little its state moves f_psi's K-step forecast,
+    softmax(-beta * sum_k gamma^(k-1) KL(forecast_k || candidate_k)), and one drawn by weight
+    (mfray.mdp.reselect)."""
+
+    candidates: int = Field(1, ge=1, le=16)
+    k: int = Field(8, ge=1)
+    beta: float = Field(1.0, ge=0)
+    gamma: float = Field(0.9, gt=0, le=1)
+
+    @property
+    def on(self) -> bool:
+        return self.candidates > 1
+
+
 class MdpConfig(StrictModel):
     """MF-MDP's settings (SPEC section 6), read only by methods with a macro state (mfmdp).
     `transition`: f_psi's checkpoint (mfray.mdp.transition_train.save_checkpoint); None runs the
@@ -106,6 +123,16 @@ class MdpConfig(StrictModel):
     encoder_dim: int = Field(256, ge=8)
     annotator: Literal["offline", "learned", "hybrid"] = "offline"
     window: int = Field(4096, ge=1, description="steps of macro history kept (f_psi's window)")
+    reselect: Reselection = Reselection()
+
+    @model_serializer(mode="wrap")
+    def _reselection_only_when_on(self, handler):
+        """Reselection off leaves it out of the dump: identities of runs made before it existed
+        (and resumable runs in progress) stay valid."""
+        data = handler(self)
+        if not self.reselect.on:
+            data.pop("reselect", None)
+        return data
 
 
 class RolloutConfig(StrictModel):

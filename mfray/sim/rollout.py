@@ -109,6 +109,7 @@ class EventRollout:
             from mfray.mdp.tracker import build_tracker
 
             self.macro = build_tracker(self.cfg.mdp, self.event, self.cfg.sim_start, self.cfg.agents_per_step)
+        self._candidates = self.cfg.mdp.reselect.candidates if self.macro is not None else 1
 
     # ---- the driver's side -------------------------------------------------------------------
     @property
@@ -130,7 +131,9 @@ class EventRollout:
         if self._phase == "policy":
             agents = [self._agents[i] for i in self._waiting]
             sampling = self.cfg.policy.params(derive_seed(self.event_seed, "policy", self.step, self._attempt))
-            return LLMRequest("policy", [a.prompt for a in agents], sampling, self.policy_adapter)
+            # J copies of each prompt under reselection: the request's per-prompt seeds make them differ
+            return LLMRequest("policy", [a.prompt for a in agents for _ in range(self._candidates)], sampling,
+                              self.policy_adapter)
         sampling = self.cfg.mean_field.params(derive_seed(self.event_seed, "mean_field", self.step, self._attempt))
         return LLMRequest("mean_field", [self._mean_field_prompt()], sampling, self.mean_field_adapter)
 
@@ -234,21 +237,30 @@ class EventRollout:
         return _Agent(index=j, profile=profile, state=state_text(profile, self.event.language), real_text=real)
 
     def _take_policy(self, generations: list[Generation]) -> None:
-        if len(generations) != len(self._waiting):
-            raise ValueError(f"expected {len(self._waiting)} policy generations, got {len(generations)}")
+        j = self._candidates
+        if len(generations) != len(self._waiting) * j:
+            raise ValueError(f"expected {len(self._waiting) * j} policy generations, got {len(generations)}")
         self.stats.policy_requests += 1
-        still = []
-        for i, gen in zip(self._waiting, generations):
+        still, offered = [], {}
+        for n, i in enumerate(self._waiting):
             agent = self._agents[i]
-            self._account(gen)
-            agent.prompt_tokens += gen.prompt_tokens
-            agent.completion_tokens += gen.completion_tokens
-            agent.latency_s += gen.latency_s
-            text = post_text(self.cfg.prompt_style, gen.text) if gen.finish_reason != "error" else ""
-            if not text:
+            texts = []
+            for gen in generations[n * j: (n + 1) * j]:
+                self._account(gen)
+                agent.prompt_tokens += gen.prompt_tokens
+                agent.completion_tokens += gen.completion_tokens
+                agent.latency_s += gen.latency_s
+                text = post_text(self.cfg.prompt_style, gen.text) if gen.finish_reason != "error" else ""
+                if text:
+                    texts.append(text)
+            if not texts:
                 still.append(i)
+            elif j == 1:
+                agent.text = texts[0]
             else:
-                agent.text = text
+                offered[i] = texts
+        if offered:
+            self._reselect(offered)
         if still and self._attempt < self.cfg.retries:
             self._attempt += 1
             self.stats.retries += len(still)
@@ -259,6 +271,25 @@ class EventRollout:
             self.stats.failures += 1
         self._waiting = []
         self._after_policy()
+
+    def _reselect(self, offered: dict[int, list[str]]) -> None:
+        """Simulation-time reselection (mfray.mdp.reselect): each agent's post drawn from its
+        candidates by how little their states move f_psi's K-step forecast."""
+        from mfray.mdp.reselect import candidate_distribution, pick, rollout_cost
+        from mfray.mdp.tracker import attitude_labels
+
+        settings, macro = self.cfg.mdp.reselect, self.macro
+        texts = [t for candidates in offered.values() for t in candidates]
+        labels = iter(attitude_labels(texts, self.event.topic_text, self.event.language, self.cfg.mdp.annotator))
+        states = {i: [next(labels) for _ in candidates] for i, candidates in offered.items()}
+        args = (self.mean_field, [a.state for a in self._agents], signal_at(self.cfg.signals, self.step), settings.k)
+        forecast = macro.forecast(macro.m, *args)
+        costs = {s: rollout_cost(forecast, macro.forecast(candidate_distribution(macro.m, s, len(self._agents)), *args),
+                                 settings.gamma)
+                 for s in {s for found in states.values() for s in found if s is not None}}
+        for i, candidates in offered.items():
+            agent = self._agents[i]
+            agent.text = candidates[pick(states[i], costs, settings.beta, derive_seed(self.event_seed, "reselect", agent.index))]
 
     def _after_policy(self) -> None:
         last_step = (self.step + 1) * self.cfg.agents_per_step >= self.cfg.horizon
