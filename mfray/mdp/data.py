@@ -24,6 +24,24 @@ from mfray.mdp.tracker import warmup_distribution
 from mfray.types import StepRecord
 
 
+def real_steps(records: Sequence[StepRecord]) -> list[list[StepRecord]]:
+    """The records of one all-real mfmdp run, grouped by step in order (agents in order within a
+    step). Raises ValueError for records of another method or with simulated actions."""
+    bad = [r.agent_index for r in records if r.macro_state is None or not r.warmup or r.real_text is None]
+    if bad:
+        raise ValueError(f"event {records[0].event_id}: agents {bad[:5]} are not real actions of an mfmdp run "
+                         "(make the data with sim_start = horizon, method mfmdp)")
+    steps: dict[int, list[StepRecord]] = {}
+    for r in sorted(records, key=lambda r: r.agent_index):
+        steps.setdefault(r.step, []).append(r)
+    return [steps[t] for t in sorted(steps)]
+
+
+def step_histograms(steps: Sequence[Sequence[StepRecord]]) -> list[list[float]]:
+    """m*_t of each step of an all-real run, as its records carry it (STATES order)."""
+    return [[json.loads(step[0].macro_state)[s] for s in STATES] for step in steps]
+
+
 def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmup_agents: int = 48,
                    annotator: str = "offline"):
     """The EventSequence (tokens x [T, d_in], real histograms m [T, 3]) of one all-real mfmdp run.
@@ -38,15 +56,8 @@ def event_sequence(records: Sequence[StepRecord], encoder: HashingEncoder, warmu
 
     if not records:
         raise ValueError("no records")
-    bad = [r.agent_index for r in records if r.macro_state is None or not r.warmup]
-    if bad:
-        raise ValueError(f"event {records[0].event_id}: agents {bad[:5]} are not real actions of an mfmdp run "
-                         "(make the data with sim_start = horizon, method mfmdp)")
-    steps: dict[int, list[StepRecord]] = {}
-    for r in sorted(records, key=lambda r: r.agent_index):
-        steps.setdefault(r.step, []).append(r)
-    ordered = [steps[t] for t in sorted(steps)]
-    m_star = np.array([[json.loads(step[0].macro_state)[s] for s in STATES] for step in ordered], dtype=np.float32)
+    ordered = real_steps(records)
+    m_star = np.array(step_histograms(ordered), dtype=np.float32)
     warm = [r for step in ordered for r in step if r.agent_index < warmup_agents and r.real_text is not None]
     m0 = warmup_distribution([r.real_text for r in warm], records[0].topic, records[0].language, annotator)
     r_prev = [encoder.encode([step[0].mean_field])[0] for step in ordered]

@@ -12,12 +12,12 @@ without a label draws s_i from m_t, seeded by the agent, as the simulation draws
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfray.mdp.macro import STATES, draw_state, prompt_fields
+from mfray.mdp.data import real_steps, step_histograms
+from mfray.mdp.macro import draw_state, prompt_fields
 from mfray.mdp.tracker import attitude_labels
 from mfray.prompts.render import policy_prompt
 from mfray.sim.context import derive_seed
@@ -60,15 +60,8 @@ def run_samples(records: Sequence[StepRecord], k: int, annotator: str, seed: int
     if not records:
         return []
     head = records[0]
-    bad = [r.agent_index for r in records if r.macro_state is None or not r.warmup or r.real_text is None]
-    if bad:
-        raise ValueError(f"event {head.event_id}: agents {bad[:5]} are not real actions of an mfmdp run "
-                         "(make the data with sim_start = horizon, method mfmdp)")
-    steps: dict[int, list[StepRecord]] = {}
-    for r in sorted(records, key=lambda r: r.agent_index):
-        steps.setdefault(r.step, []).append(r)
-    ordered = [steps[t] for t in sorted(steps)]
-    m = [tuple(json.loads(step[0].macro_state)[s] for s in STATES) for step in ordered]
+    ordered = real_steps(records)
+    m = [tuple(row) for row in step_histograms(ordered)]
     labels = iter(attitude_labels([r.real_text for step in ordered[:-1] for r in step], head.topic, head.language, annotator))
     event_seed = derive_seed(seed, head.event_id)
     out = []
