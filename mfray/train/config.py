@@ -32,6 +32,8 @@ class LctSettings(StrictModel):
     text_weight: float = Field(0.5, ge=0, description="weight of the text NLL (paper 0.5)")
     head_width: int = Field(256, ge=1)
     head_dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the head's input (one source of the J instances)")
+    head_lr: float = Field(1e-3, gt=0, description="the head's learning rate: it starts from scratch, the adapters "
+                           "from the base model (project default; the paper gives none)")
     agents_scored: int | None = Field(None, ge=1, description="agents of each step trained on (a seeded subset; None: all)")
     annotator: str = Field("offline", description="local annotator of the real actions' attitudes (each agent's state s_i)")
 

@@ -95,9 +95,10 @@ class _TorchBackend:
     """Plain torch: gradients accumulate over an update's event-steps; one all-reduce and one
     optimizer step per update."""
 
-    def __init__(self, params, lr, weight_decay, world_size, accumulate):
-        self.params, self.world_size, self.accumulate = params, world_size, accumulate
-        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    def __init__(self, groups, lr, weight_decay, world_size, accumulate):
+        self.params = [p for group in groups for p in group["params"]]
+        self.world_size, self.accumulate = world_size, accumulate
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
     def backward(self, loss):
         (loss / self.accumulate).backward()
@@ -130,7 +131,7 @@ class _DeepSpeedBackend:
     accumulation steps (accumulate x passes) and applies the update at the boundary. Losses are
     multiplied by the passes so that each still weighs 1/accumulate, as in the torch backend."""
 
-    def __init__(self, model, params, lr, weight_decay, ds_config, passes):
+    def __init__(self, model, groups, lr, weight_decay, ds_config, passes):
         self.passes = passes
         import deepspeed
 
@@ -140,7 +141,7 @@ class _DeepSpeedBackend:
                 os.environ.setdefault(key, value)
         deepspeed.init_distributed()  # reuses Ray Train's process group when there is one
 
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
 
     def backward(self, loss):
@@ -209,12 +210,15 @@ def train_worker(cfg: TrainConfig, ctx: WorkerContext) -> None:
             torch.manual_seed(derive_seed(cfg.seed, "lct-head"))
             head = LookaheadHead(model.config.hidden_size, cfg.lct.k, cfg.lct.head_width, cfg.lct.head_dropout)
         model.lct_head = head = head.to(ctx.device)
-    params = [p for n, p in model.named_parameters() if "lora_" in n or n.startswith("lct_head.")]
+    # Parameter groups: the adapters at the run's lr; LCT-Policy's fresh head at its own.
+    groups = [{"params": [p for n, p in model.named_parameters() if "lora_" in n]}]
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "lr": cfg.lct.head_lr})
     if backend_name == "deepspeed":
-        backend = _DeepSpeedBackend(model, params, cfg.learning_rate, cfg.weight_decay, deepspeed_config(cfg, dtype == torch.bfloat16),
+        backend = _DeepSpeedBackend(model, groups, cfg.learning_rate, cfg.weight_decay, deepspeed_config(cfg, dtype == torch.bfloat16),
                                     PASSES[cfg.mode])
     else:
-        backend = _TorchBackend(params, cfg.learning_rate, cfg.weight_decay, ctx.world_size, cfg.accumulate)
+        backend = _TorchBackend(groups, cfg.learning_rate, cfg.weight_decay, ctx.world_size, cfg.accumulate)
     engine = LocalEngine(model=model, tokenizer=tokenizer, device=ctx.device)
 
     start, position, mean_field = 0, 0, ""
