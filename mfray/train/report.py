@@ -10,7 +10,9 @@ from pathlib import Path
 CURVES = (("policy_nll", "policy NLL of real actions (per token)"),
           ("mean_field_loss", "mean-field score-function loss"),
           ("reward_mean", "IB reward R (mean over summaries)"),
-          ("kl_per_token_chosen", "log mu - log r of the chosen summary (per token)"))
+          ("kl_per_token_chosen", "log mu - log r of the chosen summary (per token)"),
+          ("lookahead_cost", "LCT-Policy: sum_j w_j V_j (K-step lookahead cost)"),
+          ("instance_spread", "LCT-Policy: spread of V over the J instances"))
 
 
 def load_updates(run_dir: Path) -> list[dict]:
