@@ -11,9 +11,10 @@ A checkpoint appends the records of the steps since the last one as a new part, 
 state (each atomically); the state names how many records it covers, so a crash between the two
 writes cannot pair a state with the wrong records (the extra part is deleted on resume). Records
 go to disk as steps finish and are never held whole: memory stays flat however long the run,
-and the finished file is the parts joined row group by row group. Every file records the run's identity (mfray.sim.identity): a finished run
-is skipped only when it was made under the same identity and event content; otherwise the run
-is refused (IdentityMismatch) unless `overwrite` asks for it to be redone.
+and the finished file is the parts joined row group by row group. Every file records the run's
+identity (mfray.sim.identity): a finished run is skipped only when it was made under the same
+identity and event content; otherwise the run is refused (IdentityMismatch) unless `overwrite`
+asks for it to be redone.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from mfray.sim.identity import RunIdentity, differing_parts, event_digest, same_
 from mfray.sim.rollout import EventRollout, RolloutStats
 from mfray.sim.store import DATASET_DIR, RunFiles, publish_and_locate, published_runs, work_dir, work_runs
 from mfray.sim.trajectory import (
-    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, OLD_CKPT_RECORDS_SUFFIX, append_part, join_parts, part_files, remove_parts,
-    run_meta,
+    CKPT_RECORDS_SUFFIX, CKPT_STATE_SUFFIX, FINAL_SUFFIX, LOCK_SUFFIX, OLD_CKPT_RECORDS_SUFFIX, append_part, join_parts,
+    part_files, remove_parts, run_meta,
 )
 from mfray.types import Event, StepRecord
 
