@@ -85,7 +85,7 @@ class MacroTracker:
         """f_psi's K-step rollout after the current step, had it ended with distribution
         `m_start`: m_hat_{t+1..t+K}, feeding back only m (r, the profiles and c held at their
         current values, as L_roll holds them). Leaves the tracker unchanged."""
-        tokens, m, out = list(self._tokens[-(self.window - 1):]) if self.window > 1 else [], np.asarray(m_start, dtype=float), []
+        tokens, m, out = list(self._tokens), np.asarray(m_start, dtype=float), []
         for _ in range(k):
             tokens.append(self._token(m.tolist(), r, profiles, signal))
             m = np.asarray(self.predict(np.stack(tokens[-self.window:])), dtype=float)

@@ -225,7 +225,7 @@ def _drop_checkpoint(files: RunFiles) -> None:
     until `publish` has moved the run into the dataset."""
     files.state.unlink(missing_ok=True)
     remove_parts(files.records)
-    Path(f"{str(files.records)[: -len(CKPT_RECORDS_SUFFIX)]}{OLD_CKPT_RECORDS_SUFFIX}").unlink(missing_ok=True)
+    files.old_records.unlink(missing_ok=True)
 
 
 @dataclass

@@ -66,6 +66,11 @@ class RunFiles:
     records: Path
     lock: Path
 
+    @property
+    def old_records(self) -> Path:
+        """Where earlier versions kept a checkpoint's records in one file (deleted on sight)."""
+        return Path(f"{str(self.records)[: -len(CKPT_RECORDS_SUFFIX)]}{OLD_CKPT_RECORDS_SUFFIX}")
+
     @classmethod
     def of(cls, out_dir: str | Path, event_id: str, method: str, seed: int) -> "RunFiles":
         stem = work_dir(out_dir) / run_name(event_id, method, seed)

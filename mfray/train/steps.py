@@ -79,19 +79,20 @@ def _pairs(engine: LocalEngine, prompts, completion_ids: list[list[int]]):
     return [(engine.encode(p), ids) for p, ids in zip(prompts, completion_ids)]
 
 
-def _action_ids(engine: LocalEngine, sample: StepSample, style: str) -> list[list[int]]:
-    """The step's real actions as the policy's completions (the same for every summary: a
-    completion does not depend on the mean field, only on the prompt style)."""
-    probe = policy_prompt(style, sample.language, sample.topic, "")
-    return [engine.tokenizer(policy_completion(probe, a.text), add_special_tokens=False)["input_ids"] for a in sample.current]
+def _action_ids(engine: LocalEngine, language: str, topic: str, texts, style: str) -> list[list[int]]:
+    """Real actions as the policy's completions (the same for every summary or MF-MDP prompt: a
+    completion does not depend on what the prompt shows, only on the prompt style)."""
+    probe = policy_prompt(style, language, topic, "")
+    return [engine.tokenizer(policy_completion(probe, text), add_special_tokens=False)["input_ids"] for text in texts]
 
 
 def sft_step(engine: LocalEngine, sample: StepSample, adapter: str, backward: Backward, style: str = "timeline") -> StepOutput:
     """SFT baseline: policy NLL of the step's real actions on `state` prompts in `style`."""
     model = engine.model
     prompts = _policy_prompts(sample, style, "")
+    action_ids = _action_ids(engine, sample.language, sample.topic, [a.text for a in sample.current], style)
     with gradient_pass(model, adapter):
-        logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, _action_ids(engine, sample, style)),
+        logps = completion_logprobs(model, engine.tokenizer.pad_token_id, _pairs(engine, prompts, action_ids),
                                     device=engine.device)
         loss = policy_nll(logps)
         backward(loss)
@@ -126,7 +127,7 @@ def ib_step(
     with torch.no_grad(), model.disable_adapter():
         prior = per_sequence_mean(completion_logprobs(model, tok.pad_token_id, _pairs(engine, [prior_prompt] * summaries, summary_ids),
                                                       device=engine.device))
-    action_ids = _action_ids(engine, sample, style)
+    action_ids = _action_ids(engine, sample.language, sample.topic, [a.text for a in sample.current], style)
     action_logp = []
     with torch.no_grad():
         use_adapter(model, policy_adapter)
@@ -179,8 +180,7 @@ def lct_step(
     if settings.agents_scored is not None and len(agents) > settings.agents_scored:
         agents = random.Random(seed).sample(agents, settings.agents_scored)
     prompts = sample.prompts(style, agents)
-    probe = policy_prompt(style, sample.language, sample.topic, "")
-    completions = [engine.tokenizer(policy_completion(probe, a.text), add_special_tokens=False)["input_ids"] for a in agents]
+    completions = _action_ids(engine, sample.language, sample.topic, [a.text for a in agents], style)
     future, valid = future_targets(sample.future, settings.k)
     costs, nlls = [], []
     with gradient_pass(model, adapter):
