@@ -49,6 +49,7 @@ class GoldSet:
 TEST_SETS: dict[str, GoldSet] = {
     "twitter_unseen": GoldSet("twitter_unseen.jsonl", "twitter_rumdect", "en", "twitter"),
     "twitter_fresh": GoldSet("twitter_fresh.jsonl", "twitter_rumdect", "en", "twitter"),
+    "twitter_third": GoldSet("twitter_third.jsonl", "twitter_rumdect", "en", "twitter"),
     "weibo_train": GoldSet("weibo_train.jsonl", "weibo_rumdect/train", "zh", "weibo"),
 }
 

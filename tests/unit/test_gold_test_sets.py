@@ -39,7 +39,7 @@ def _check_labels(labels: list[GoldLabel]) -> None:
         assert g.text.strip() and g.topic.strip(), (g.event, g.id)
 
 
-@pytest.mark.parametrize("name", ["twitter_unseen", "twitter_fresh"])
+@pytest.mark.parametrize("name", ["twitter_unseen", "twitter_fresh", "twitter_third"])
 def test_twitter_sets_load_and_are_disjoint_from_the_tuning_gold(data_dir, name):
     assert TEST_SETS[name].language == "en" and TEST_SETS[name].data_subdir == "twitter_rumdect"
     labels = load_test_labels(name, data_dir)
@@ -62,6 +62,15 @@ def test_twitter_fresh_shares_no_event_with_twitter_unseen(data_dir):
     assert fresh and unseen and not fresh & unseen
 
 
+def test_twitter_third_shares_no_event_with_twitter_unseen_or_twitter_fresh(data_dir):
+    # twitter_third was sampled with --exclude-test-sets twitter_unseen twitter_fresh (a new
+    # seed): it is the English test set once both are used for development (2026-12-07)
+    third = {g.event for g in load_test_labels("twitter_third", data_dir)}
+    earlier = {g.event for name in ("twitter_unseen", "twitter_fresh")
+               for g in load_test_labels(name, data_dir)}
+    assert third and earlier and not third & earlier
+
+
 def _label_sample():
     spec = importlib.util.spec_from_file_location("label_sample", LABEL_SAMPLE)
     module = importlib.util.module_from_spec(spec)
@@ -72,6 +81,8 @@ def _label_sample():
 @pytest.mark.parametrize("name, seed, exclude", [
     ("twitter_unseen", 20240611, ()),  # the default command
     ("twitter_fresh", 20250717, ("twitter_unseen",)),  # README: --seed 20250717 --exclude-...
+    # README: --seed 20261207 --exclude-test-sets twitter_unseen twitter_fresh --weibo-per-event 0
+    ("twitter_third", 20261207, ("twitter_unseen", "twitter_fresh")),
 ])
 def test_twitter_sets_reproduce_from_the_sampler(data_dir, name, seed, exclude):
     sampler = _label_sample()
