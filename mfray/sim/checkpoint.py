@@ -109,6 +109,16 @@ def load_checkpoint(event: Event, cfg: RolloutConfig, seed: int, files: RunFiles
     return EventRollout(event, cfg, seed), 0
 
 
+def checkpointed_records(files: RunFiles, want: dict) -> int:
+    """How many records a usable checkpoint of the run holds (0 without one, or with one made
+    under another identity): where a resumed run's progress starts."""
+    try:
+        state = json.loads(files.state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    return int(state.get("n_records", 0)) if same_run(state.get("run"), want) else 0
+
+
 def save_checkpoint(rollout: EventRollout, first: int, records: list[StepRecord], files: RunFiles, meta: dict) -> None:
     """Append `records` (the run's records `first`.. onward) as a part, then the state that
     counts them."""

@@ -102,8 +102,8 @@ def test_ray_stages_equal_single_process(data_dir, tmp_path, local_ray, tiny_mod
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "single" / name).read_text(), name
     # The floor comes from the real rows of the annotated dataset (each agent once, 3 methods).
     summary = (tmp_path / "ray" / "summary.md").read_text()
-    assert "## Annotator and noise floor" in summary and "Annotator: **offline-v1**" in summary
-    assert "- KL divergence (lower is better): mf " in summary and "#### twitter_unseen (432 posts" in summary
+    assert "## Annotator and noise floor" in summary and "Annotator: **hybrid-v2**" in summary
+    assert "- KL divergence (lower is better): mf " in summary and "#### twitter_third (432 posts" in summary
     kl = (tmp_path / "ray" / "kl.md").read_text()
     assert "| 2.2% ⚠ |" in kl and "max_failure_rate 2.0%: mf (2.2%)" in kl and "| 0.0% |" in kl
     assert len(list((tmp_path / "single" / "plots").glob("*.png"))) == 8

@@ -198,8 +198,8 @@ def test_evaluate_reports_failure_rates_of_its_trajectories(tmp_path):
     # The annotator and noise floor section: the floor of the real posts (3 windows of 4 posts: halves
     # of 2) and the default annotator's recorded agreement (mfray/eval/gold/agreement.json).
     summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
-    assert "## Annotator and noise floor" in summary and "Annotator: **offline-v1**" in summary
-    assert "- KL divergence (lower is better): mf " in summary and "#### twitter_unseen (432 posts" in summary
+    assert "## Annotator and noise floor" in summary and "Annotator: **hybrid-v2**" in summary
+    assert "- KL divergence (lower is better): mf " in summary and "#### twitter_third (432 posts" in summary
     with (tmp_path / "out" / "noise_floor.csv").open() as fh:
         floor = list(csv.DictReader(fh))
     assert [r["dimension"] for r in floor] == list(DIMENSIONS) and all(r["events"] == "1" for r in floor)

@@ -11,6 +11,7 @@ import pytest
 from mfray.eval.agreement import agreement, averages, cross_validate
 from mfray.eval.annotate import AnnotationItem, Annotator
 from mfray.eval.annotators import LOCAL_ANNOTATORS, build_local_annotator
+from mfray.eval.gold import DEVELOPMENT_SETS, load_test_labels
 from mfray.eval.labels import DIMENSIONS, GoldLabel, load_gold_labels
 from mfray.eval.learned import (
     HYBRID_SOURCES,
@@ -18,6 +19,7 @@ from mfray.eval.learned import (
     LearnedAnnotator,
     LearnedConfig,
     consistent,
+    development_labels,
     load_training_gold,
 )
 from mfray.eval.offline import OfflineAnnotator
@@ -63,7 +65,7 @@ def test_is_an_annotator_with_versioned_names():
     a = LearnedAnnotator(gold=tiny_gold())
     h = HybridAnnotator(gold=tiny_gold())
     assert isinstance(a, Annotator) and isinstance(h, Annotator)
-    assert (a.name, h.name) == ("learned-v1", "hybrid-v1")
+    assert (a.name, h.name) == ("learned-v2", "hybrid-v2")
     assert LearnedAnnotator.fits_gold and HybridAnnotator.fits_gold
 
 
@@ -111,7 +113,7 @@ def test_hybrid_takes_each_dimension_from_its_source():
     for item, got in zip(ITEMS, labels_of(rules_only)):
         assert got == consistent(rules.label_one(item))
     model_only = HybridAnnotator(gold=gold, sources={d: "model" for d in DIMENSIONS})
-    assert labels_of(model_only) == labels_of(LearnedAnnotator(gold=gold))
+    assert labels_of(model_only) == labels_of(LearnedAnnotator(gold=gold, config=HybridAnnotator.default_config))
     with pytest.raises(ValueError):
         HybridAnnotator(gold=gold, sources={"rumor": "model"})
     with pytest.raises(ValueError):
@@ -128,7 +130,7 @@ def test_missing_gold_file_is_an_error_naming_it(tmp_path):
 
 def test_registry_names():
     assert LOCAL_ANNOTATORS == ("offline", "learned", "hybrid")
-    assert build_local_annotator("offline").name == "offline-v1"
+    assert build_local_annotator("offline").name == "offline-v2"
     with pytest.raises(ValueError):
         build_local_annotator("gpt")
 
@@ -141,12 +143,16 @@ def _gold(data_dir):
     return gold
 
 
-def test_default_build_fits_the_shipped_gold_file(data_dir, monkeypatch):
+def test_default_build_fits_the_gold_file_and_the_development_sets(data_dir, monkeypatch):
     monkeypatch.setenv("MFRAY_DATA", str(data_dir))
-    gold = load_training_gold()
-    assert len(gold) == len(_gold(data_dir))
+    rows = development_labels()
+    dev = [g for name in DEVELOPMENT_SETS for g in load_test_labels(name, data_dir)]
+    assert len(load_training_gold()) == len(_gold(data_dir)) and len(rows) == len(_gold(data_dir)) + len(dev)
+    # a scored development set is left out of the fit
+    left = development_labels(leave_out=("twitter_fresh",))
+    assert len(left) == len(rows) - len(load_test_labels("twitter_fresh", data_dir))
     built = build_local_annotator("learned")
-    assert labels_of(built) == labels_of(LearnedAnnotator(gold=gold))  # same file, same model
+    assert labels_of(built) == labels_of(LearnedAnnotator(gold=rows))  # same rows, same model
 
 
 def test_leave_events_out_quality_holds(data_dir):

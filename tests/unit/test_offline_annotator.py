@@ -16,7 +16,7 @@ from tests.conftest import missing_data_message
 
 # Measured with benchmarks/annotator_gold.py on twitter_gold_240.jsonl (average macro-F1 over
 # the eight dimensions); the test allows 0.02 below it.
-MEASURED_GOLD_MACRO_F1 = 0.867
+MEASURED_GOLD_MACRO_F1 = 0.860
 
 TOPIC = "Alabama Man Caught Having Sex With Pig In WalMart Bathroom http://fb.me/7oGPlRwAd"
 
@@ -46,7 +46,7 @@ MIXED = [
 
 def test_is_an_annotator_with_a_name(annotator):
     assert isinstance(annotator, Annotator)
-    assert annotator.name == "offline-v1"
+    assert annotator.name == "offline-v2"
 
 
 def test_every_label_in_its_set_and_aligned(annotator):
@@ -114,6 +114,39 @@ def test_debunk_word_that_is_the_claim_itself_spreads(annotator):
     assert got["rumor"] == "spread"
 
 
+def test_a_denial_of_the_topic_claim_counters_and_opposes(annotator):
+    topic = "Cam Newton gets fined for giving away footballs http://x.co/t"
+    for text in ("No, Internet, Cam Newton is not being fined for giving away footballs http://x.co/1",
+                 "Cam Newton Doesn't Get Fined For Giving Away Footballs http://x.co/2"):
+        got = labels(annotator, text, topic)
+        assert (got["rumor"], got["stance"], got["belief"], got["behavior"]) == ("counter", "oppose", "doubt", "share")
+    # a denial about something else (fewer than two shared stems) is not a debunk
+    got = labels(annotator, "Fox News doesn't care http://x.co/3", topic)
+    assert got["rumor"] == "spread"
+
+
+def test_a_denial_topic_repeated_counters(annotator):
+    # the topic itself denies ("... is not giving ..."): repeating it counters the rumour it denies
+    topic = "Mark Zuckerberg is not giving $4.5 million to Facebook users who share this"
+    got = labels(annotator, "Sorry, Mark Zuckerberg is not giving money to Facebook users http://x.co/1", topic)
+    assert (got["rumor"], got["stance"]) == ("counter", "oppose")
+
+
+def test_a_fact_check_headline_without_its_verdict_doubts_but_stays_a_share(annotator):
+    topic = "Atlanta Lottery Winner Dies After Gold Plating His Testicles"
+    for text in ("Did Lottery Winner Really Die After Gold Plating His Testicles? http://ow.ly/V",
+                 "Claim: Lottery Winner Dies After Gold Plating His Testicles http://x.com/fact-check-lottery/"):
+        got = labels(annotator, text, topic)
+        assert (got["rumor"], got["belief"], got["behavior"], got["intent"]) == ("counter", "doubt", "share", "promotion")
+
+
+def test_support_needs_three_shared_stems_in_english(annotator):
+    topic = "Bindi Irwin must prove her dad died before DWTS pays her"
+    # two shared names only: another story about the same people
+    assert labels(annotator, "Bindi Irwin wins the dance trophy http://x.co/1", topic)["stance"] == "neutral"
+    assert labels(annotator, "Judge: Bindi Irwin must prove dad died http://x.co/2", topic)["stance"] == "support"
+
+
 def test_reaction_added_to_a_headline_makes_a_comment(annotator):
     got = labels(annotator, "Holy shit. Rupert Murdoch just killed National Geographic. http://x.co/1",
                  topic="Rupert Murdoch just bought National Geographic")
@@ -122,6 +155,10 @@ def test_reaction_added_to_a_headline_makes_a_comment(annotator):
     got = labels(annotator, "Nooo RT @NBCNews: 43 Chipotle restaurants close after E. coli outbreak http://x.co/2",
                  topic="E. coli outbreak at Chipotle")
     assert (got["behavior"], got["sentiment"]) == ("comment", "sad")
+    for reaction, emotion in (("Are you serious?", "angry"), ("Bruh", "surprise"), ("OMFG!", "surprise"),
+                              ("BwaHaHaHa!!", "happy"), ("Say it isn't so.", "sad")):
+        got = labels(annotator, f"{reaction} Alabama Man Caught With Pig In WalMart http://x.co/3")
+        assert (got["behavior"], got["sentiment"]) == ("comment", emotion), reaction
     got = labels(annotator, "I love it: http://m.timesofindia.com/x")
     assert (got["sentiment"], got["attitude"], got["behavior"]) == ("happy", "positive", "comment")
 
@@ -161,7 +198,7 @@ def test_gold_macro_f1_holds(annotator, data_dir):
 
 def test_signals_then_decide_is_label_one(annotator):
     # The learned annotator reads the rules' signals and decisions: the split must not change
-    # offline-v1 (its name keys the annotation caches).
+    # offline-v2 (its name keys the annotation caches).
     for item in MIXED:
         sig = annotator.signals(item)
         assert OfflineAnnotator.decide(sig) == annotator.label_one(item)

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mfray.files import RunBusy, atomic_write, run_lock, safe_name
-from mfray.sim.checkpoint import IdentityMismatch, refuse_mixing, run_events, run_resumable
+from mfray.sim.checkpoint import (
+    IdentityMismatch, checkpointed_records, refuse_mixing, run_events, run_metadata, run_resumable,
+)
 from mfray.sim.driver import run_event
 from mfray.sim.identity import RunIdentity, differing_parts, make_identity
 from mfray.sim.store import RunFiles, publish, published_runs, read_runs, work_dir, work_runs
@@ -112,6 +114,12 @@ def test_killed_run_resumes_from_checkpoint_without_loss_or_duplicates(tmp_path)
     work = work_dir(tmp_path)
     assert list(work.glob("*.ckpt.json")) and not (work / "ev1__mf__s3.parquet").exists()
     assert work_runs(tmp_path) == ([], ["ev1__mf__s3"])  # incomplete, by name
+    # where the progress bar of the resumed run starts: the checkpointed records, only for its identity
+    files, meta = RunFiles.of(tmp_path, event.event_id, "mf", 3), run_metadata(ident(c), event, "mf", 3, complete=False)
+    saved = json.loads(files.state.read_text(encoding="utf-8"))["n_records"]
+    assert 0 < saved < 40 and checkpointed_records(files, meta) == saved
+    assert checkpointed_records(files, {**meta, "identity": "other"}) == 0
+    assert checkpointed_records(RunFiles.of(tmp_path, "nope", "mf", 3), meta) == 0
     second = ScriptedLLM()
     path, stats = run(run_resumable(event, second, c, 3, tmp_path, ident(c), every=2))
     assert read_trajectory(path) == reference  # nothing lost, nothing twice, same samples
