@@ -31,8 +31,10 @@ from mfray.sim.session import LiveSession
 from mfray.types import Event, StepRecord
 
 # A live session keeps the start of every step for forks, and an mfmdp start carries the macro
-# history so far: quadratic in the steps until the history is kept once (issue 16, long horizons).
-MAX_MACRO_HORIZON = 1000
+# history so far (one (m, r, c) per step, up to f_psi's window): memory grows with the square of
+# the steps, so the steps are capped (~50 MB of starts at the cap). At the default 16 agents per
+# step this allows the endpoint's whole horizon; longer runs belong to mfray simulate.
+MAX_MACRO_STEPS = 512
 KEEP_ENDED = 32  # ended simulations kept in memory; older ones are read from disk when asked for
 
 
@@ -134,9 +136,11 @@ class SimulationHost:
         problem = self.runnable(req.method)
         if problem:
             raise BadRequest(problem)
-        if method_spec(req.method).macro_state and req.horizon > MAX_MACRO_HORIZON:
-            raise BadRequest(f"method {req.method} is limited to {MAX_MACRO_HORIZON} agents here (horizon {req.horizon}): "
-                             "each step's saved start still carries the macro history; run longer ones with mfray simulate")
+        steps = -(-req.horizon // req.agents_per_step)
+        if method_spec(req.method).macro_state and steps > MAX_MACRO_STEPS:
+            raise BadRequest(f"method {req.method} is limited to {MAX_MACRO_STEPS} steps here (horizon {req.horizon} at "
+                             f"{req.agents_per_step} agents per step is {steps}): each step's saved start carries the "
+                             "macro history; raise agents_per_step, or run longer ones with mfray simulate")
         sim_id = uuid.uuid4().hex[:12]
         if req.upload is None:
             origin = {"stored": req.event_id, "pick": req.pick}

@@ -145,6 +145,9 @@ def test_refusals_are_clear_4xx(tmp_path):
         assert not any((tmp_path / "store" / "uploads").iterdir())  # refused uploads are not kept
         mdp = client.post("/api/simulations", json={**SMALL, "method": "mfmdp", "sim_start": 0})
         assert mdp.status_code == 422 and "warm-up" in mdp.json()["error"]["message"]
+        # mfmdp's saved step starts grow with the square of the steps: capped in steps, not agents
+        long_steps = client.post("/api/simulations", json={**SMALL, "method": "mfmdp", "horizon": 5000, "agents_per_step": 1})
+        assert long_steps.status_code == 422 and "limited to 512 steps" in long_steps.json()["error"]["message"]
         big = client.post("/api/simulations", content=b"x" * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"})
         assert big.status_code == 413
         long_post = {"posts": ["x" * 2001]}
