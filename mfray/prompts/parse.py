@@ -52,6 +52,19 @@ def post_text(style: str, text: str) -> str:
     return ""
 
 
+_TOKEN = re.compile(r"[\u3400-\u9fff]|[^\W_]+")  # a CJK character or a run of letters/digits
+
+
+def echoes_profile(text: str, state: str, n: int = 6) -> bool:
+    """Whether a post repeats `n` consecutive tokens (words; single characters in Chinese) of the
+    agent's own profile text: the model wrote out the profile it was shown ("Next post by: ...")
+    instead of a post, which no real user does. The rollout treats such a generation as no post
+    (retried, then a failure)."""
+    def runs(words: list[str]) -> set[tuple[str, ...]]:
+        return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return bool(state) and bool(runs(_TOKEN.findall(text.casefold())) & runs(_TOKEN.findall(state.casefold())))
+
+
 def mean_field_text(style: str, language: str, text: str, truncated: bool = False) -> str:
     """The mean field a mean-field generation stands for ("" when there is none). `truncated`:
     the generation stopped at its token limit, so its last line may be cut mid-way; in the

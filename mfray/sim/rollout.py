@@ -6,7 +6,7 @@ requests of many events into one engine call, run it in a Ray actor, or behind a
 
 Per step t (agents t*N .. t*N+N-1):
 1. each agent acts: a real action in warm-up, an inserted post under an intervention, otherwise a
-   policy generation (failed or empty ones are retried, then recorded as failures, never
+   policy generation (failed, empty or profile-echoing ones are retried, then recorded as failures, never
    replaced by the real action). The config admits interventions only on generated agents, one
    post per agent (mfray.sim.config.intervention_problems), so none replaces a warm-up action,
    falls past the horizon or overwrites another;
@@ -26,7 +26,7 @@ from typing import Literal
 from mfray.data.state import state_text
 from mfray.llm.base import Generation, Prompt, SamplingParams
 from mfray.mdp.macro import STATES, describe, draw_state, prompt_fields
-from mfray.prompts.parse import mean_field_text, post_text
+from mfray.prompts.parse import echoes_profile, mean_field_text, post_text
 from mfray.prompts.render import encoded_prompt_hash, mean_field_prompt, policy_prompt
 from mfray.sim.config import RolloutConfig
 from mfray.sim.context import WindowAction, derive_seed, select_popular, select_recent, signal_at
@@ -251,7 +251,7 @@ class EventRollout:
                 agent.completion_tokens += gen.completion_tokens
                 agent.latency_s += gen.latency_s
                 text = post_text(self.cfg.prompt_style, gen.text) if gen.finish_reason != "error" else ""
-                if text:
+                if text and not echoes_profile(text, agent.state):
                     texts.append(text)
             if not texts:
                 still.append(i)

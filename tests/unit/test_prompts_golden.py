@@ -230,3 +230,18 @@ def test_prompt_style_sets_the_repetition_penalty_a_config_leaves_out():
     assert given.policy.repetition_penalty == 1.3 and given.mean_field.repetition_penalty == 1.2  # given: kept
     assert RolloutConfig().prompt_style == "timeline"
     assert RolloutConfig.model_validate(RolloutConfig().model_dump()) == RolloutConfig()
+
+
+def test_a_post_that_writes_out_the_agents_profile_is_recognised():
+    from mfray.prompts.parse import echoes_profile
+
+    state = "Millbrook, PTA Treasurer, identified as female, with a moderate number of friends."
+    # six consecutive words of the profile (case and punctuation ignored): the profile, not a post
+    assert echoes_profile("millbrook PTA treasurer identified as female!!", state)
+    # five shared words in a row are not enough; shared words out of order are not a run
+    assert not echoes_profile("Millbrook PTA Treasurer identified as a parent", state)
+    assert not echoes_profile("female friends of the Millbrook PTA Treasurer", state)
+    assert not echoes_profile("anything at all", "")  # no profile shown, nothing to echo
+    # Chinese counts characters: six in a row of the profile
+    assert echoes_profile("一位来自北京的女性用户说", "一位来自北京的女性用户，粉丝较多")
+    assert not echoes_profile("北京的女性", "一位来自北京的女性用户，粉丝较多")

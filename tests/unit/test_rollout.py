@@ -12,7 +12,7 @@ from mfray.prompts.render import prompt_hash
 from mfray.sim.config import Intervention, RolloutConfig, Signal
 from mfray.sim.context import WindowAction, select_popular, select_recent, signal_at
 from mfray.sim.driver import counterfactual, forecast, run_event
-from mfray.sim.rollout import EventRollout
+from mfray.sim.rollout import EventRollout, state_text
 from mfray.types import Event, Post, Profile
 
 
@@ -96,6 +96,39 @@ def test_failed_generation_is_retried_then_recorded_never_filled_with_real_text(
     assert all(r.simulated_text != r.real_text for r in recs)
     policy_calls = [c for c in llm.calls if c[0] == "policy"]
     assert len(policy_calls) == 3 * 2  # 3 simulated steps x (first try + 1 retry)
+
+
+class ProfileEchoLLM(ScriptedLLM):
+    """Its first policy call writes out each agent's profile (as a small model shown "Next post
+    by: <profile>" may), later calls answer normally."""
+
+    async def generate(self, prompts, sampling: SamplingParams, adapter=None):
+        out = await super().generate(prompts, sampling, adapter)
+        if [k for k, _, _ in self.calls].count("policy") == 1 and self.calls[-1][0] == "policy":
+            out = [Generation(text=PROFILE + " " + g.text, prompt_tokens=10, completion_tokens=3, finish_reason="stop")
+                   for g in out]
+        return out
+
+
+PROFILE = "A user with a very low level of influence based on followers."
+
+
+def test_a_generation_that_writes_out_the_profile_is_retried_as_no_post():
+    from mfray.prompts.parse import echoes_profile
+
+    event = make_event()
+    assert state_text(event.responses[1].profile, "en") == PROFILE
+    llm = ProfileEchoLLM()
+    recs = run(run_event(event, llm, cfg(method="state")))
+    first_step = [r for r in recs if not r.warmup][:4]  # the step whose first answers echo
+    echoed = [r for r in first_step if echoes_profile(PROFILE, r.state_text)]
+    kept = [r for r in first_step if not r.state_text]  # no profile shown: nothing to echo
+    assert echoed and kept and len(echoed) + len(kept) == len(first_step)
+    assert all(not r.failed and PROFILE not in r.simulated_text for r in echoed)  # the retry's post
+    assert all(r.simulated_text.startswith(PROFILE) for r in kept)
+    policy = [c for c in llm.calls if c[0] == "policy"]
+    # first try, the retry of only the echoing agents, then one call per later step
+    assert [n for _, n, _ in policy] == [4, len(echoed), 4, 4]
 
 
 def test_retry_succeeds_on_second_attempt_with_a_new_seed():
