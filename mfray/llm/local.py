@@ -21,7 +21,7 @@ import torch
 
 from mfray.llm.base import EngineStats, Generation, Prompt, SamplingParams, postprocess, prompt_seeds
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
-from mfray.llm.prefill import prefill, stackable
+from mfray.llm.prefill import prefill, reserve, stackable
 from mfray.llm.scoring import scored_pairs
 
 
@@ -164,7 +164,8 @@ class LocalEngine:
         done = [False] * batch
 
         first = prefill(self.model, prompts, pad, self.device, self.share_prefixes)
-        logits, cache, mask, positions = first.logits, first.cache, first.mask, first.last_position
+        logits, mask, positions = first.logits, first.mask, first.last_position
+        cache = reserve(first.cache, sp.max_new_tokens)
         for _ in range(sp.max_new_tokens):
             next_tokens = _sample(logits, seen, sp, gens)
             for row in range(batch):

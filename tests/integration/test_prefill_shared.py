@@ -62,3 +62,28 @@ def test_engine_greedy_completions_same_with_and_without_sharing(engine):
     plain_engine = dataclasses.replace(engine, share_prefixes=False)
     shared_engine = dataclasses.replace(engine, share_prefixes=True)
     assert [g.text for g in shared_engine.generate_sync(chats, sp)] == [g.text for g in plain_engine.generate_sync(chats, sp)]
+
+
+def test_the_reserved_cache_decodes_as_the_concatenating_one(tiny_engine):
+    from mfray.llm.prefill import ReservedLayer, reserve
+
+    prompts = mixed_batch(tiny_engine)
+    model, pad = tiny_engine.model, tiny_engine.tokenizer.pad_token_id
+    with torch.inference_mode():
+        runs = []
+        for room in (0, 3):  # 0: the prefill's own (concatenating) layers; 3 slots, then growing past them
+            first = prefill(model, prompts, pad, "cpu", share_prefixes=True)
+            cache, mask, positions = reserve(first.cache, room), first.mask, first.last_position
+            assert all(isinstance(layer, ReservedLayer) for layer in cache.layers) == (room > 0)
+            logits = []
+            for step in range(5):  # two steps past the room
+                token = (torch.arange(len(prompts))[:, None] + 100 + step)
+                mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=mask.dtype)], dim=1)
+                positions = positions + 1
+                out = model(input_ids=token, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                            use_cache=True)
+                cache = out.past_key_values
+                logits.append(out.logits[:, -1, :])
+            assert cache.get_seq_length() == first.mask.shape[1] + 5
+            runs.append(torch.stack(logits))
+        torch.testing.assert_close(runs[0], runs[1], atol=1e-5, rtol=1e-5)
