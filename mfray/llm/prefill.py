@@ -174,5 +174,8 @@ def reserve(cache, room: int):
     """`cache` (a prefill's) with `room` more token slots in every layer, filled in place as
     decoding goes; a cache of other layer kinds (sliding windows) is returned unchanged."""
     if room > 0 and stackable(cache):
-        cache.layers = [ReservedLayer(layer.keys, layer.values, room) for layer in cache.layers]
+        # One layer at a time, so that each old layer is freed as soon as it is copied (a list
+        # built at once would hold two whole caches for a moment).
+        for i, layer in enumerate(cache.layers):
+            cache.layers[i] = ReservedLayer(layer.keys, layer.values, room)
     return cache
