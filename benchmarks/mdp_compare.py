@@ -62,13 +62,16 @@ def simulate(variant: str, out: Path) -> int:
 
 
 def evaluate(variant: str, out: Path, start: int, end: int) -> list[dict]:
-    """Attitude rows of metrics_raw.csv (one per event) of `mfray evaluate` over the variant's folder."""
+    """Attitude rows of metrics_raw.csv (one per event) of `mfray evaluate` over the variant's folder,
+    under the offline annotator: MF-MDP's attitude states (m*_t that f_psi learned from, the
+    curves below) are its labels, so the comparison reads every variant with the same ruler."""
     import csv
 
     folder = folder_of(out, variant)
     ev = folder.with_name(folder.name + "_eval")
     subprocess.run([str(REPO / ".venv/bin/mfray"), "evaluate", "--trajectories", str(folder), "--out", str(ev),
-                    "--eval-start", str(start), "--eval-end", str(end), "--no-nll"], cwd=REPO, check=True)
+                    "--eval-start", str(start), "--eval-end", str(end), "--no-nll", "--annotator", "offline"],
+                   cwd=REPO, check=True)
     with (ev / "metrics_raw.csv").open(encoding="utf-8") as fh:
         return [row for row in csv.DictReader(fh) if row["dimension"] == "attitude"]
 
