@@ -12,8 +12,11 @@ differently never mix):
 f_psi and the adapter are trained on other events (benchmarks/transition_study.py, jobs/configs/
 train_lct.yaml): every event here is unseen by both. Resumable: each variant is a `mfray
 simulate` run that skips what is finished and resumes what was killed; a rerun only evaluates.
+The run folders are tracked by git (benchmarks/results/mdp_compare/runs): commit them as the
+study goes, since a new machine starts without runs/.
 
-    .venv/bin/python benchmarks/transition_study.py --data benchmarks/results/mdp_transition_data
+    .venv/bin/python benchmarks/transition_study.py --data benchmarks/results/mdp_transition_data \
+        --model-out benchmarks/results/mdp_models/fpsi.pt    # 1 minute, bit-reproducible here
     .venv/bin/mfray train lct --config jobs/configs/train_lct.yaml
     .venv/bin/mfray train lct --config jobs/configs/train_lct.yaml --set lct.instances=1 --set out=runs/train_lct_j1
     .venv/bin/python benchmarks/mdp_compare.py            # simulate (hours on this CPU), evaluate, plot
@@ -32,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CONFIG = "jobs/configs/mdp_compare.yaml"
-FPSI = "runs/mdp_transition/fpsi.pt"
-FPSI_ALPHA0 = "runs/mdp_transition/fpsi_alpha0.pt"
+FPSI = "benchmarks/results/mdp_models/fpsi.pt"
+FPSI_ALPHA0 = "benchmarks/results/mdp_models/fpsi_alpha0.pt"
 LCT = "runs/train_lct/adapters/lct_policy"
 LCT_J1 = "runs/train_lct_j1/adapters/lct_policy"
 
@@ -126,7 +129,8 @@ def main() -> None:
     import yaml
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=REPO / "runs/mdp_compare")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/mdp_compare/runs",
+                    help="the variants' run folders (tracked by git, so that the study resumes on another machine)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="which variants (default all)")
     ap.add_argument("--only-evaluate", action="store_true", help="simulate nothing: evaluate the finished variants")
     ap.add_argument("--window", type=int, default=64, help="agents per point of the trajectory plot")

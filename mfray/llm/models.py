@@ -10,8 +10,10 @@ Python GGUF reader takes ~20 s per load while the converted copy loads in under 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -68,8 +70,24 @@ def resolve_model_dir(path: str, cache_dir: Path | None = None) -> Path:
     key = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
     target = (cache_dir or default_cache_dir()) / "models" / f"{source.stem}-{key[:12]}"
     if not (target / "config.json").is_file():
-        _convert_gguf(source, target)
+        _convert_once(source, target)
     return target
+
+
+def _convert_once(source: Path, target: Path) -> None:
+    """Convert under an exclusive lock beside the target. Processes that need the model for the
+    first time at once (Ray Train workers, a simulation started beside them) would otherwise each
+    convert and race to rename into place; under the lock one converts and the rest find its copy.
+    What an interrupted or older run left (a target without config.json, other processes' tmp
+    folders) is removed first: nobody else is converting while the lock is held."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(target.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (target / "config.json").is_file():
+            return
+        for leftover in [target, *target.parent.glob(target.name + ".tmp*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+        _convert_gguf(source, target)
 
 
 def _convert_gguf(source: Path, target: Path) -> None:
@@ -87,7 +105,7 @@ def _convert_gguf(source: Path, target: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.replace(target)  # atomic: a concurrent loader sees either nothing or a complete copy
+    tmp.replace(target)  # atomic: a loader that checks without the lock sees nothing or a complete copy
 
 
 def load_model_and_tokenizer(model_dir: Path, dtype: str, device: str):
