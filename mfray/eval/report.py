@@ -13,6 +13,7 @@ from mfray.eval.evaluate import (
     DEFAULT_MAX_FAILURE_RATE, LOWER_IS_BETTER, METRICS, TRAJECTORY_METRICS, method_failures, summarise, summarise_events,
 )
 from mfray.eval.agreement_record import TEST_SET_NAMES, agreement_rows, measure_command
+from mfray.eval.intervals import MEAN, change_intervals
 from mfray.eval.labels import DIMENSIONS
 from mfray.eval.metrics import label_shares, nearest_windows
 from mfray.eval.noise import METRICS as FLOOR_METRICS
@@ -330,6 +331,48 @@ def plot_radar(rows: list[dict], metric: str, path: Path, max_failure_rate: floa
     plt.close(fig)
 
 
+INTERVALS_NOTE = (
+    "Relative change of the mean over events against the baseline, with its 95% paired bootstrap interval "
+    "over events (10,000 draws of the events both methods ran; each event's value is the mean over its seeds "
+    "and, in the mean column, over the dimensions both have). An interval that excludes 0 is a change these "
+    "events support; one that spans 0 is not distinguishable from no change at this number of events.")
+
+
+def _interval(r: dict) -> str:
+    if math.isnan(r["change"]):
+        return "-"
+    return f"{r['change']:+.1%} [{r['low']:+.1%}, {r['high']:+.1%}]"
+
+
+def write_intervals(rows: list[dict], out_dir: Path) -> str:
+    """intervals.csv (every row of mfray.eval.intervals.change_intervals over METRICS) and the
+    Markdown section: per metric, each comparison's change per dimension and in the mean with its
+    interval. Empty (and no CSV) when no pair of methods is compared (no `state` run)."""
+    intervals = change_intervals(rows, METRICS)
+    path = out_dir / "intervals.csv"
+    if not intervals:
+        path.unlink(missing_ok=True)
+        return ""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(intervals[0]))
+        writer.writeheader()
+        writer.writerows(intervals)
+    columns = [*DIMENSIONS, MEAN]
+    lines = ["## Changes over events, with 95% bootstrap intervals", "", INTERVALS_NOTE, ""]
+    for metric in METRICS:
+        arrow = "lower is better: a negative change is closer to the real population" if LOWER_IS_BETTER[metric] \
+            else "higher is better"
+        lines += [f"### {METRIC_TITLES[metric]} ({arrow})", "", "| comparison | events | " + " | ".join(columns) + " |",
+                  "|---|---|" + "---|" * len(columns)]
+        mine = [r for r in intervals if r["metric"] == metric]
+        for pair in dict.fromkeys((r["method"], r["baseline"]) for r in mine):
+            cells = {r["dimension"]: r for r in mine if (r["method"], r["baseline"]) == pair}
+            lines.append(f"| {pair[0]} vs {pair[1]} | {cells[MEAN]['events']} | "
+                         + " | ".join(_interval(cells[c]) for c in columns) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def failure_table(rows: list[dict], max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE) -> str:
     """Markdown: per method, the simulated evaluated agents, how many failed and the rate (⚠
     above `max_failure_rate`), pooled over events and seeds (`method_failures`)."""
@@ -346,7 +389,8 @@ def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEF
                   realism: Sequence[dict] | None = None, floor: Sequence[dict] | None = None,
                   annotator: str | None = None, agreement: Mapping[str, Mapping] | None = None) -> None:
     """Everything both evaluation paths write from metric rows: the raw CSV, one table per
-    metric (NLL's per event), summary.md (headed by the generation failures), and radar charts
+    metric (NLL's per event), summary.md (headed by the generation failures, ending with the
+    changes over events and their bootstrap intervals, `write_intervals`), and radar charts
     of KL and macro-F1; every table and legend shows each method's failure rate, flagged above
     `max_failure_rate` (EvaluateConfig.max_failure_rate). With `realism` rows
     (mfray.eval.realism.realism_rows) the KL table also shows each method's discriminator AUC and
@@ -371,6 +415,7 @@ def write_summary(rows: list[dict], out_dir: Path, max_failure_rate: float = DEF
     head = [failure_table(rows, max_failure_rate)]
     if floor is not None or annotator is not None:
         head.append(annotator_section(rows, floor, annotator, agreement))
-    (out_dir / "summary.md").write_text("\n".join([*head, *tables]), encoding="utf-8")
+    intervals = write_intervals(rows, out_dir)
+    (out_dir / "summary.md").write_text("\n".join([*head, *tables, *([intervals] if intervals else [])]), encoding="utf-8")
     for metric in ("kl", "macro_f1"):
         plot_radar(rows, metric, out_dir / f"radar_{metric}.png", max_failure_rate)

@@ -151,6 +151,13 @@ def test_summary_annotator_and_noise_floor_section(tmp_path):
     assert "- Wasserstein distance (lower is better): mf 0.5000, state 0.5000; floor 0.2000" in summary
     assert "- Macro-F1 (higher is better): mf 0.4000, state 0.4000; floor 0.7000" in summary
     assert "**Not measured**: llm:m" in summary and "- weibo_train: not measured: run `" in summary
+    # The closing section: KL (0.3 - 0.1) / 0.1 = +200% on the one event, every resample alike.
+    assert "## Changes over events, with 95% bootstrap intervals" in summary
+    assert "| mf vs state | 1 | " + " | ".join(["+200.0% [+200.0%, +200.0%]"] * 9) + " |" in summary
+    with (tmp_path / "intervals.csv").open() as fh:
+        means = [r for r in csv.DictReader(fh) if r["dimension"] == "mean"]
+    assert [(r["metric"], r["method"], r["baseline"], float(r["change"])) for r in means][:2] == [
+        ("kl", "mf", "state", pytest.approx(2.0)), ("wasserstein", "mf", "state", 0.0)]
     with (tmp_path / "noise_floor.csv").open() as fh:
         assert list(csv.DictReader(fh)) == [
             {"dimension": "rumor", "kl": "0.2", "wasserstein": "0.1", "macro_f1": "0.6", "events": "2"},
