@@ -93,6 +93,7 @@ class EngineStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     scored_tokens: int = 0
+    decode_rows: int = 0  # rows forwarded by decode steps (finished rows leave a batch once half of it has)
     busy_s: float = 0.0
 
 

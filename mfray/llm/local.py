@@ -38,6 +38,7 @@ class LocalEngine:
     device: str
     max_batch: int = 32
     share_prefixes: bool | None = None  # prefill shared prompt prefixes once (None: decide on first use)
+    drop_finished: bool = True  # finished rows leave the decode batch once half of it has (outputs unchanged)
     stats: EngineStats = field(default_factory=EngineStats)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _newline_ids: frozenset = frozenset()
@@ -162,28 +163,39 @@ class LocalEngine:
         out_ids: list[list[int]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
         done = [False] * batch
+        live = list(range(batch))  # the prompt of each row still in the decode batch
 
         first = prefill(self.model, prompts, pad, self.device, self.share_prefixes)
         logits, mask, positions = first.logits, first.mask, first.last_position
         cache = reserve(first.cache, sp.max_new_tokens)
-        for _ in range(sp.max_new_tokens):
+        for step in range(sp.max_new_tokens):
             next_tokens = _sample(logits, seen, sp, gens)
-            for row in range(batch):
+            for at, row in enumerate(live):
                 if done[row]:
-                    next_tokens[row] = pad
+                    next_tokens[at] = pad
                     continue
-                token = int(next_tokens[row])
+                token = int(next_tokens[at])
                 if token == eos:
                     done[row], finish[row] = True, "stop"
                     continue
                 out_ids[row].append(token)
-                seen[row, token] = True
+                seen[at, token] = True
                 if sp.first_line and token in self._newline_ids and self._first_line_complete(out_ids[row]):
                     done[row], finish[row] = True, "stop"
-            if all(done):
+            keep = [at for at, row in enumerate(live) if not done[row]]
+            if not keep or step == sp.max_new_tokens - 1:  # nothing left, or the last token is drawn
                 break
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], dim=1)
+            if self.drop_finished and len(keep) <= len(live) // 2:
+                # Half the rows have finished: drop them, so that later steps stop paying for their
+                # attention over the whole prompt (a step costs about 15 ms a row of 2,000 tokens on 2
+                # cores). Halving bounds the copies of the cache to one whole cache in all.
+                index = torch.tensor(keep)
+                live, gens = [live[at] for at in keep], [gens[at] for at in keep]
+                next_tokens, seen, mask, positions = next_tokens[index], seen[index], mask[index], positions[index]
+                cache.batch_select_indices(index.to(self.device))
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=self.device)], dim=1)
             positions = positions + 1
+            self.stats.decode_rows += len(live)
             out = self.model(
                 input_ids=next_tokens[:, None].to(self.device),
                 attention_mask=mask,

@@ -169,6 +169,14 @@ class ReservedLayer(DynamicLayer):
         self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices` (finished rows leaving a decode batch), with their room."""
+        if self.keys.data_ptr() != self._keys.data_ptr():  # grown past the room: a plain layer now
+            return super().batch_select_indices(indices)
+        length = self.keys.shape[-2]
+        self._keys, self._values = self._keys[indices], self._values[indices]
+        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+
 
 def reserve(cache, room: int):
     """`cache` (a prefill's) with `room` more token slots in every layer, filled in place as

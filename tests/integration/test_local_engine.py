@@ -65,6 +65,26 @@ def test_same_seed_same_sample_whatever_the_batch(engine):
         engine.generate_sync(prompts, sp, seeds=[1])
 
 
+def test_finished_rows_leave_the_batch_without_changing_any_row(engine):
+    # Four prompts the model continues for many tokens and four it answers in a word or two: once
+    # half the rows have finished they leave the decode batch. Each row's text is still the one it
+    # gets alone (a batch of one never drops rows), and fewer rows were forwarded than the
+    # 8 x (longest - 1) a batch that keeps its finished rows forwards.
+    stories = ["Free phones for everyone!", "Scientists report a new frog.", "The bridge has collapsed.",
+               "A celebrity was arrested."]
+    long = [f"Posts on Twitter.\n\nStory: {s}\n@user: wow\n@user: this is" for s in stories]
+    short = [f"Votes, one word per line.\n@user: yes\n@user: no\n@user: yes\n@user: no\n@user: {w}\n@user:"
+             for w in ("yes", "no", "maybe", "yes")]
+    sp = SamplingParams(temperature=0, max_new_tokens=40, first_line=True)
+    before = engine.stats.decode_rows
+    together = engine.generate_sync(long + short, sp)
+    forwarded = engine.stats.decode_rows - before
+    lengths = [g.completion_tokens for g in together]
+    assert min(lengths) < max(lengths) // 4  # the mix this test needs: some rows end early
+    assert forwarded < len(together) * (max(lengths) - 1)
+    assert [g.text for g in together] == [engine.generate_sync([p], sp)[0].text for p in long + short]
+
+
 def test_greedy_is_deterministic_and_stops_at_max_tokens(engine):
     sp = SamplingParams(temperature=0, max_new_tokens=5)
     a, b = engine.generate_sync([chat(1), chat(1)], sp)

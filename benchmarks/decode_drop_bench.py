@@ -1,0 +1,93 @@
+"""Finished rows leaving the decode batch (LocalEngine.drop_finished) against keeping them, side by
+side in one process, on the policy prompts a real run recorded (default: the E136 MF-MDP run).
+
+    .venv/bin/python benchmarks/decode_drop_bench.py
+    .venv/bin/python benchmarks/decode_drop_bench.py --trajectories runs/some_run --steps 4 --repeats 2
+
+Each chosen step's generated agents' prompts (the `policy_prompt` column) are generated again as
+one batch with the SPEC policy sampling of the timeline style (temperature 0.8, top-p 0.85,
+top-k 50, no repetition penalty, 50 new tokens, first line), every prompt with its own seed,
+once with each setting, alternating which goes first. Reported: seconds per setting, decode rows
+forwarded, their ratios, and whether every text came out the same (dropping a row changes no
+other row's arithmetic, so the texts should be equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def step_prompts(folder: Path, steps: int) -> list[list]:
+    """The policy prompts of the first `steps` steps that have generated agents, one list per step."""
+    import pyarrow.parquet as pq
+
+    from mfray.sim.trajectory import decode_prompt
+
+    by_step: dict[tuple, list] = defaultdict(list)
+    for path in sorted(glob.glob(str(folder / "**" / "*.parquet"), recursive=True)):
+        for row in pq.read_table(path, columns=["event_id", "step", "agent_index", "policy_prompt"]).to_pylist():
+            if row["policy_prompt"]:
+                by_step[(row["event_id"], int(row["step"]))].append(decode_prompt(row["policy_prompt"]))
+    chosen = [by_step[k] for k in sorted(by_step)[:steps]]
+    if not chosen:
+        raise SystemExit(f"no generated agents with a recorded policy prompt under {folder}")
+    return chosen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trajectories", type=Path, default=REPO / "benchmarks/results/long_mfmdp/run")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/decode_drop_bench.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from mfray.llm.base import SamplingParams
+    from mfray.llm.local import LocalEngine
+
+    torch.set_num_threads(2)
+    steps = step_prompts(args.trajectories, args.steps)
+    keeping = LocalEngine.load("default")
+    dropping = dataclasses.replace(keeping, drop_finished=True)
+    keeping.drop_finished = False
+    sp = SamplingParams(temperature=0.8, top_p=0.85, top_k=50, repetition_penalty=1.0, max_new_tokens=50,
+                        first_line=True)
+    totals = {"drop": {"seconds": 0.0, "rows": 0}, "keep": {"seconds": 0.0, "rows": 0}}
+    same, lengths = True, []
+    for repeat in range(args.repeats):
+        for i, prompts in enumerate(steps):
+            seeds = list(range(1000 * i, 1000 * i + len(prompts)))
+            texts = {}
+            order = [("drop", dropping), ("keep", keeping)]
+            for name, engine in order if (repeat + i) % 2 == 0 else order[::-1]:
+                rows, began = engine.stats.decode_rows, time.perf_counter()
+                gens = engine.generate_sync(prompts, sp, seeds=seeds)
+                totals[name]["seconds"] += time.perf_counter() - began
+                totals[name]["rows"] += engine.stats.decode_rows - rows
+                texts[name] = [g.text for g in gens]
+                if repeat == 0 and name == "drop":
+                    lengths.append([g.completion_tokens for g in gens])
+            same &= texts["drop"] == texts["keep"]
+            print(f"repeat {repeat} step {i}: {len(prompts)} prompts, same texts {texts['drop'] == texts['keep']}", flush=True)
+    result = {"command": "benchmarks/decode_drop_bench.py " + " ".join(sys.argv[1:]), "trajectories": str(args.trajectories),
+              "steps": len(steps), "prompts_per_step": [len(p) for p in steps], "completion_tokens": lengths,
+              "repeats": args.repeats, **totals, "time_ratio_keep_over_drop": totals["keep"]["seconds"] / totals["drop"]["seconds"],
+              "rows_ratio_keep_over_drop": totals["keep"]["rows"] / totals["drop"]["rows"], "same_texts": same}
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "completion_tokens"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
