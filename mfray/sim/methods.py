@@ -12,6 +12,8 @@ method is one entry here plus its own modules.
 | mf | the mean field (MF-LLM) | yes | base model |
 | sft | its profile only | no | sft, base model |
 | mf_ibtune | the mean field | yes | ib_policy, ib_mean_field (IB-Tune) |
+| ibtune_policy_only | the mean field | yes | ib_policy, base model (ablation: IB-Tune without its mean-field part) |
+| ibtune_mf_only | the mean field | yes | base model, ib_mean_field (ablation: IB-Tune without its policy part) |
 | mfmdp | the mean field, m_t and its own state drawn from m_t (MF-MDP) | yes | base model (the paper's "w/o LCT-Policy") |
 | mfmdp_lct | as mfmdp | yes | lct_policy (LCT-Policy), base model |
 """
@@ -52,6 +54,11 @@ REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("sft", "none", "sft", None, "the policy fine-tuned on real posts (SFT), profile only"),
     MethodSpec("mf_ibtune", "mean_field", "ib_policy", "ib_mean_field",
                "MF-LLM with policy and mean-field models trained by IB-Tune"),
+    # The paper's Table 2 ablations of IB-Tune: one of its two trained models, the other untrained.
+    MethodSpec("ibtune_policy_only", "mean_field", "ib_policy", None,
+               "ablation: MF-LLM with the IB-Tune policy and the untrained mean-field model"),
+    MethodSpec("ibtune_mf_only", "mean_field", None, "ib_mean_field",
+               "ablation: MF-LLM with the IB-Tune mean-field model and the untrained policy"),
     MethodSpec("mfmdp", "mean_field", None, None,
                "MF-MDP: the mean field plus an attitude distribution m_t that f_psi carries forward; each agent "
                "draws its own state from it", macro_state=True),

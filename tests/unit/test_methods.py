@@ -19,6 +19,8 @@ def test_the_table_as_the_spec_gives_it():
         "mf": ("mean_field", True, None, None, False),
         "sft": ("none", False, "sft", None, False),
         "mf_ibtune": ("mean_field", True, "ib_policy", "ib_mean_field", False),
+        "ibtune_policy_only": ("mean_field", True, "ib_policy", None, False),
+        "ibtune_mf_only": ("mean_field", True, None, "ib_mean_field", False),
         "mfmdp": ("mean_field", True, None, None, True),
         "mfmdp_lct": ("mean_field", True, "lct_policy", None, True),
     }
@@ -33,5 +35,5 @@ def test_the_config_reads_the_registry():
         assert cfg.adapters() == ("mine" if spec.policy_adapter else None, "mine_mf" if spec.mean_field_adapter else None)
     with pytest.raises(ValueError, match="Input should be 'state'"):
         RolloutConfig.model_validate({"method": "mdp"})
-    with pytest.raises(KeyError, match="methods: state, recent, popular, mf, sft, mf_ibtune, mfmdp, mfmdp_lct"):
+    with pytest.raises(KeyError, match="methods: state, recent, popular, mf, sft, mf_ibtune, ibtune_policy_only, ibtune_mf_only, mfmdp, mfmdp_lct"):
         method_spec("mdp")
