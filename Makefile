@@ -47,10 +47,11 @@ bench: venv
 
 # The LoRA adapters the demo and the fidelity runs use (jobs/configs/simulate_adapters.yaml): SFT of
 # the policy, then IB-Tune of policy and mean field, each in one process on this CPU (about 45 +
-# 55 minutes on 2 cores), on the training events of jobs/configs/train_adapters_*.yaml; the
-# IB-Tune pair is then exported in bfloat16 to mfray/adapters/ (shipped, about 5 MB each).
+# 55 minutes on 2 cores), on the training events of jobs/configs/train_adapters_*.yaml; all three
+# are then exported in bfloat16 to mfray/adapters/ (shipped, about 5 MB each; the fidelity study's).
 adapters: venv
 	$(PY) benchmarks/train_single.py --config jobs/configs/train_adapters_sft.yaml
+	$(PY) -m mfray.train.lora runs/adapters_sft sft
 	$(PY) benchmarks/train_single.py --config jobs/configs/train_adapters_ibtune.yaml
 	$(PY) -m mfray.train.lora runs/adapters_ibtune ib_policy ib_mean_field
 

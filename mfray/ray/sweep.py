@@ -57,9 +57,21 @@ class SweepConfig(SimulateConfig):
     evaluate: EvaluateConfig | None = None
     evaluate_annotator_actors: int = Field(1, ge=1, description="annotator actors of the chained evaluation")
 
+    # A Ray job's driver runs in a copy of the working directory, where a checkout's relative
+    # paths (../shared/data/..., an output folder) point nowhere: `root` names the checkout.
+    root: str | None = Field(None, description="absolute directory that relative `events` and `out` are read "
+                                               "against (e.g. --set root=$PWD when submitting a Ray job)")
+
     @model_validator(mode="before")
     @classmethod
     def _evaluate_this_sweep(cls, data):
+        if isinstance(data, dict) and data.get("root") is not None:
+            root = Path(str(data["root"]))
+            if not root.is_absolute():
+                raise ValueError(f"root={data['root']!r} is not an absolute path: a Ray job runs elsewhere")
+            # joining keeps an absolute path as it is, so validating again (model_copy) changes nothing
+            data = {**data, "events": [str(root / e) for e in data.get("events", [])],
+                    "out": str(root / data.get("out", cls.model_fields["out"].default))}
         if isinstance(data, dict) and isinstance(data.get("evaluate"), dict):
             out = data.get("out", cls.model_fields["out"].default)
             given = data["evaluate"].get("trajectories")

@@ -42,6 +42,20 @@ def test_every_job_config_loads(path):
         assert cfg.events and cfg.methods
 
 
+def test_a_sweep_reads_relative_paths_against_its_root():
+    from pydantic import ValidationError
+
+    from mfray.ray.sweep import SweepConfig
+
+    cfg = load_config(SweepConfig, REPO / "jobs/configs/simulate_sweep_fidelity.yaml", ["root=/work/checkout"])
+    assert cfg.events[0] == "/work/checkout/../shared/data/twitter_rumdect/E132.json"
+    assert cfg.out == "/work/checkout/benchmarks/results/fidelity_study/runs"
+    assert cfg.model_copy(update={"seeds": [3]}).events == cfg.events  # validated again: joined once
+    assert load_config(SweepConfig, REPO / "jobs/configs/simulate_sweep_fidelity.yaml").out == "benchmarks/results/fidelity_study/runs"
+    with pytest.raises(ValidationError, match="not an absolute path"):
+        SweepConfig(root="checkout")
+
+
 def test_overrides_are_typed_and_nested():
     assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": "text"}
     cfg = load_config(SimulateConfig, REPO / "jobs/configs/simulate.yaml", ["rollout.horizon=64", "rollout.policy.max_new_tokens=8"])
