@@ -74,17 +74,19 @@ def comparisons(methods: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def pair_interval(rows: Sequence[dict], metric: str, method: str, baseline: str, dimension: str = MEAN,
+                  draws: int = 10_000, seed: int = 0) -> dict:
+    """One comparison: the events both ran, the relative change of `method` against `baseline`
+    over them and its 95% paired bootstrap interval over events."""
+    events, a, b = paired_events(rows, metric, method, baseline, dimension)
+    change, low, high = paired_bootstrap_change(a, b, draws, seed)
+    return {"metric": metric, "method": method, "baseline": baseline, "dimension": dimension,
+            "events": len(events), "change": change, "low": low, "high": high}
+
+
 def change_intervals(rows: Sequence[dict], metrics: Sequence[str], draws: int = 10_000,
                      seed: int = 0) -> list[dict]:
-    """One row per (metric, method, baseline, dimension or MEAN) of `comparisons`: the events
-    compared, the relative change over them and its 95% paired bootstrap interval over events."""
+    """`pair_interval` for every (metric, pair of `comparisons`, dimension or MEAN)."""
     methods = sorted({r["method"] for r in rows})
-    out = []
-    for metric in metrics:
-        for method, baseline in comparisons(methods):
-            for dimension in [*DIMENSIONS, MEAN]:
-                events, a, b = paired_events(rows, metric, method, baseline, dimension)
-                change, low, high = paired_bootstrap_change(a, b, draws, seed)
-                out.append({"metric": metric, "method": method, "baseline": baseline, "dimension": dimension,
-                            "events": len(events), "change": change, "low": low, "high": high})
-    return out
+    return [pair_interval(rows, metric, method, baseline, dimension, draws, seed)
+            for metric in metrics for method, baseline in comparisons(methods) for dimension in [*DIMENSIONS, MEAN]]
