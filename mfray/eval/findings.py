@@ -26,6 +26,7 @@ PAPER_CLAIMS: tuple[tuple[str, str, str], ...] = (
     ("mf_ibtune", "ibtune_mf_only", "IB-Tune's policy contributes (without it fidelity drops)"),
 )
 HOLDS, CONTRADICTED, UNRESOLVED = "holds", "contradicted", "not resolved"
+FEW_EVENTS = 10  # below this a percentile bootstrap over events understates the uncertainty
 
 
 def verdict(low: float, high: float, lower_is_better: bool) -> str:
@@ -73,4 +74,8 @@ def findings_markdown(found: Sequence[dict], model: str) -> str:
         else:
             said = "is mixed here: " + ", ".join(f"{m} {v}" for m, v in verdicts.items())
         lines.append(f"- With {model}, \"{claim}\" {said}.")
+    few = sorted({f["events"] for f in found if f["events"] < FEW_EVENTS})
+    if few:
+        lines.append(f"- Some comparisons rest on {', '.join(map(str, few))} events only: a bootstrap over so few "
+                     f"events understates the uncertainty, so read those verdicts as provisional.")
     return "\n".join(lines) + "\n"

@@ -35,3 +35,4 @@ def test_findings_for_the_methods_that_ran():
     md = findings_markdown(found, "SmolLM2-135M-Instruct")
     assert "| mf vs state: MF-LLM" in md and "| kl | 2 | -50.0% [-50.0%, -50.0%] | **holds** |" in md
     assert '- With SmolLM2-135M-Instruct, "IB-Tune brings MF-LLM closer still" is not resolved here' in md
+    assert "rest on 2 events only" in md
