@@ -10,7 +10,8 @@
 2. The paper's findings, each from a paired bootstrap interval over events (mfray.eval.findings).
 3. BENCHMARKS.md's section between the fidelity markers is replaced: the study as run (events,
    methods, seeds, runs finished, compute time and tokens from the sweep's summary), the findings,
-   summary.md's tables, the radar charts and the attitude trajectories of three events (copied to
+   the forecasting and intervention results (benchmarks/forecast_intervention.py), summary.md's
+   tables, the radar charts and the attitude trajectories of three events (copied to
    benchmarks/results/fidelity_study/).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import shutil
@@ -66,6 +68,28 @@ def compute_lines(summary_csv: Path) -> list[str]:
     return lines
 
 
+def applications_lines(results: Path, benchmarks: Path) -> list[str]:
+    """Forecasting and intervention (benchmarks/forecast_intervention.py's results.json and plots),
+    or the command that makes them."""
+    path = results / "results.json"
+    if not path.is_file():
+        return ["Not run yet: `.venv/bin/python benchmarks/forecast_intervention.py`."]
+    result = json.loads(path.read_text(encoding="utf-8"))
+    rel = os.path.relpath(results, benchmarks.parent)
+    lines = [f"From `{result['command'].strip()}`.", ""]
+    if "forecast" in result:
+        lines += ["| event | method | start agent | agents forecast | attitude KL | belief KL |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['event_id']} | {r['method']} | {r['start']} | {r['agents']} | {r['attitude_kl']:.4f} | {r['belief_kl']:.4f} |"
+                  for r in result["forecast"]["table"]]
+        lines += ["", f"![forecasts]({rel}/forecast.png)", ""]
+    if "intervention" in result:
+        lines += ["| intervention | doubt share per 16 generated agents | counter share |", "|---|---|---|"]
+        lines += [f"| {name} | {' '.join(f'{v:.2f}' for v in arm['doubt'])} | {' '.join(f'{v:.2f}' for v in arm['counter'])} |"
+                  for name, arm in result["intervention"].items()]
+        lines += ["", f"![intervention]({rel}/intervention.png)", ""]
+    return lines
+
+
 def section(rows: list[dict], eval_dir: Path, runs: Path, figures: Path, benchmarks: Path) -> str:
     from mfray.eval.findings import findings, findings_markdown
 
@@ -103,6 +127,10 @@ def section(rows: list[dict], eval_dir: Path, runs: Path, figures: Path, benchma
         "### Which of the paper's findings hold here",
         "",
         findings_markdown(findings(rows), MODEL),
+        "### Forecasting and an intervention",
+        "",
+        *applications_lines(REPO / "benchmarks/results/forecast_intervention", benchmarks),
+        "",
         "### Figures",
         "",
         *[f"![{name}]({rel}/{name})" for name in shown],
