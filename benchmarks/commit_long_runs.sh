@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Commit the long runs' tracked folders (benchmarks/resume_long_runs.sh starts the runs) with a
+# message, pausing the simulations while git reads them, so that each checkpoint is committed
+# with exactly the parts it names (a run writes its parts, then its checkpoint).
+#   bash benchmarks/commit_long_runs.sh "E136 at N actions; the comparison's MF-MDP variant at M"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pids=$(pgrep -f "mfray simulate --config jobs/configs/(long_mfmdp|mdp_compare)" || true)
+for p in $pids; do kill -STOP "$p"; done
+trap 'for p in $pids; do kill -CONT "$p" 2>/dev/null || true; done' EXIT
+git add benchmarks/results/long_mfmdp benchmarks/results/mdp_compare
+for p in $pids; do kill -CONT "$p"; done
+git commit -qm "${1:?give a commit message}"
+git log --oneline -1
