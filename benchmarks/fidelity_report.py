@@ -9,7 +9,7 @@
    (summary.md); the full output goes to runs/fidelity_study_eval (232 trajectory plots).
 2. The paper's findings, each from a paired bootstrap interval over events (mfray.eval.findings).
 3. BENCHMARKS.md's section between the fidelity markers is replaced: the study as run (events,
-   methods, seeds, runs finished, compute time and tokens from the sweep's summary), the findings,
+   methods, seeds, runs finished, compute time and tokens from the sweep's log), the findings,
    the forecasting and intervention results (benchmarks/forecast_intervention.py), summary.md's
    tables, the radar charts and the attitude trajectories of three events (copied to
    benchmarks/results/fidelity_study/).
@@ -49,19 +49,23 @@ def metric_rows(path: Path) -> list[dict]:
     return rows
 
 
-def compute_lines(summary_csv: Path) -> list[str]:
-    """Per method: runs done, simulated actions, seconds and tokens, from the sweep's summary."""
-    if not summary_csv.is_file():
-        return [f"(no sweep summary at {summary_csv}: compute not recorded)"]
-    with summary_csv.open(encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["status"] in ("done", "skipped")]
+def compute_lines(log: Path) -> list[str]:
+    """Per method: runs finished, simulated actions, seconds and tokens summed over every attempt
+    the sweep logged (sweep_log.jsonl: a resumed run's attempts each count their own part; an
+    attempt killed before its batch reported is not in the log)."""
+    if not log.is_file():
+        return [f"(no sweep log at {log}: compute not recorded)"]
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     per: dict[str, dict[str, float]] = {}
     for r in rows:
+        if r.get("status") == "skipped":
+            continue
         cell = per.setdefault(r["method"], {"runs": 0, "actions": 0, "seconds": 0.0, "prompt": 0, "completion": 0})
-        cell["runs"] += 1
+        cell["runs"] += r.get("status") == "done"
         for key, col in (("actions", "actions"), ("seconds", "seconds"), ("prompt", "prompt_tokens"), ("completion", "completion_tokens")):
-            cell[key] += float(r[col] or 0)
-    lines = ["| method | runs | actions simulated | run-seconds (summed over runs in flight) | prompt tokens | generated tokens |",
+            value = r.get(col)
+            cell[key] += float(value) if value not in (None, "") and value == value else 0.0
+    lines = ["| method | runs finished | actions simulated | run-seconds (summed over runs in flight) | prompt tokens | generated tokens |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {m} | {c['runs']} | {c['actions']:.0f} | {c['seconds']:.0f} | {c['prompt']:.0f} | {c['completion']:.0f} |"
               for m, c in sorted(per.items())]
@@ -120,9 +124,9 @@ def section(rows: list[dict], eval_dir: Path, runs: Path, figures: Path, benchma
         f"{MODEL}. Twitter events drawn by `benchmarks/study_events.py` (no hand labels, no adapter training, "
         f"no MF-MDP use), plus the five Weibo test events.",
         "",
-        "### Compute (from the sweep's summary)",
+        "### Compute (from the sweep's log)",
         "",
-        *compute_lines(runs / "sweep_summary.csv"),
+        *compute_lines(runs / "sweep_log.jsonl"),
         "",
         "### Which of the paper's findings hold here",
         "",
