@@ -39,12 +39,12 @@ def rollout_config(method: str, horizon: int):
                          mean_field=SamplingConfig(temperature=0.1, max_new_tokens=100, first_line=False))
 
 
-def labels(annotator, records, dimension: str, simulated: bool) -> list[str | None]:
+def labels(annotator, records, simulated: bool) -> list[dict]:
+    """Every dimension's label of each record's real or simulated post (one annotator pass)."""
     from mfray.eval.annotate import AnnotationItem
 
     texts = [(r.simulated_text if simulated else r.real_text) or "" for r in records]
-    out = annotator.annotate_sync([AnnotationItem(t, r.topic, r.language) for t, r in zip(texts, records)])
-    return [a.labels.get(dimension) for a in out]
+    return [a.labels for a in annotator.annotate_sync([AnnotationItem(t, r.topic, r.language) for t, r in zip(texts, records)])]
 
 
 def shares(values: list[str | None], label: str, window: int = 16) -> list[float]:
@@ -70,9 +70,10 @@ def forecast_part(engine, annotator, events: list[str], methods: list[str], star
                 cfg = rollout_config(method, start + ahead)
                 records = [r for r in asyncio.run(forecast(event, engine, cfg, start, seed=0)) if not r.warmup]
                 row = {"event_id": event.event_id, "method": method, "start": start, "agents": len(records)}
+                real_labels, sim_labels = labels(annotator, records, False), labels(annotator, records, True)
                 for dim in ("attitude", "belief"):
-                    real = labels(annotator, records, dim, simulated=False)
-                    sim = labels(annotator, records, dim, simulated=True)
+                    real = [a.get(dim) for a in real_labels]
+                    sim = [a.get(dim) for a in sim_labels]
                     kl, _ = window_divergences(nearest_windows(real), nearest_windows(sim), DIMENSIONS[dim])
                     row[f"{dim}_kl"] = kl
                     if dim == "attitude":
@@ -99,15 +100,16 @@ def intervention_part(engine, annotator, horizon: int) -> dict:
         records = [r for r in asyncio.run(run_event(event, engine, cfg, seed=0)) if not r.warmup]
         generated = [r for r in records if not r.intervention]
         index = [r.agent_index for r in generated]
-        doubt = shares(labels(annotator, generated, "belief", simulated=True), "doubt")
-        counter = shares(labels(annotator, generated, "rumor", simulated=True), "counter")
+        made = labels(annotator, generated, simulated=True)
+        doubt = shares([a.get("belief") for a in made], "doubt")
+        counter = shares([a.get("rumor") for a in made], "counter")
         out[name] = {"first_agent": index[0] if index else None, "doubt": doubt, "counter": counter,
                      "inserted": sum(r.intervention for r in records)}
         print(f"[intervention] {name}: doubt {['%.2f' % v for v in doubt]} counter {['%.2f' % v for v in counter]}", flush=True)
     return out
 
 
-def plot(result: dict, ahead: int) -> None:
+def plot(result: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,7 +170,7 @@ def main() -> None:
     if args.part in ("both", "intervention"):
         result["intervention"] = intervention_part(engine, annotator, args.intervention_horizon)
     path.write_text(json.dumps(result, indent=1))
-    plot(result, args.ahead)
+    plot(result)
     print(f"wrote {path} and the plots beside it")
 
 
