@@ -23,6 +23,7 @@ from mfray.llm.base import EngineStats, Generation, Prompt, SamplingParams, post
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
 from mfray.llm.prefill import prefill, reserve, stackable
 from mfray.llm.scoring import scored_pairs
+from mfray.llm.shared_attention import use_shared_prefix_attention
 
 
 @dataclass
@@ -60,6 +61,7 @@ class LocalEngine:
         if dtype == "auto":
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         model, tokenizer = load_model_and_tokenizer(resolve_model_dir(path, cache_dir), dtype, device)
+        use_shared_prefix_attention(model)
         if adapters:
             from peft import PeftModel
 

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from mfray.llm.shared_attention import ATTENTION_NAME, PREFIX_ATTR
+
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     """Number of leading tokens two prompts share."""
@@ -92,20 +94,28 @@ class Prefilled:
 def prefill(model, prompts: list[list[int]], pad_id: int, device: str, share_prefixes: bool = True) -> Prefilled:
     """Forward a batch of prompts (token ids); with `share_prefixes` (only for models whose
     cache is `stackable`), each run of `shared_prefix_runs` forwards its shared prefix once.
-    Callers sort the prompts so that runs form."""
+    Callers sort the prompts so that runs form. A batch that is one run, on a model switched to
+    mfray.llm.shared_attention, also keeps that prefix once in its cache (`SharedPrefixLayer`);
+    runs that are stacked copy it into every row."""
     runs = shared_prefix_runs(prompts) if share_prefixes else [(0, len(prompts), 0)]
-    parts = [_prefill_run(model, prompts[s:e], shared, pad_id, device) for s, e, shared in runs]
+    keep_shared = len(runs) == 1 and model.config._attn_implementation == ATTENTION_NAME
+    parts = [_prefill_run(model, prompts[s:e], shared, pad_id, device, keep_shared) for s, e, shared in runs]
     return parts[0] if len(parts) == 1 else _stack(parts)
 
 
-def _prefill_run(model, prompts: list[list[int]], shared: int, pad_id: int, device: str) -> Prefilled:
+def _prefill_run(model, prompts: list[list[int]], shared: int, pad_id: int, device: str, keep_shared: bool) -> Prefilled:
     cache = None
+    suffixes = [p[shared:] for p in prompts]
+    width = max(len(s) for s in suffixes)
     if shared:
         prefix = torch.tensor([prompts[0][:shared]], device=device)
         cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(len(prompts))
-    suffixes = [p[shared:] for p in prompts]
-    width = max(len(s) for s in suffixes)
+        if keep_shared and stackable(cache):
+            for i, layer in enumerate(cache.layers):
+                empty = layer.keys.new_empty((len(prompts), *layer.keys.shape[1:2], 0, layer.keys.shape[3]))
+                cache.layers[i] = SharedPrefixLayer(layer.keys, layer.values, empty, empty.clone(), room=width)
+        else:
+            cache.batch_repeat_interleave(len(prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, s in enumerate(suffixes):  # left padding: every row's next token is at the end
@@ -178,10 +188,34 @@ class ReservedLayer(DynamicLayer):
         self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
 
 
+class SharedPrefixLayer(ReservedLayer):
+    """A `ReservedLayer` of each row's own tokens behind a prefix all rows share, kept once
+    ([1, kv heads, P, dim]). The keys it returns carry that prefix for
+    mfray.llm.shared_attention, and its length counts it, so that masks and positions cover
+    prefix and own tokens as if the prefix were in every row."""
+
+    def __init__(self, prefix_keys, prefix_values, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+        super().__init__(keys, values, room)
+        self.prefix_keys, self.prefix_values = prefix_keys, prefix_values
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        keys, values = super().update(key_states, value_states, *args, **kwargs)
+        setattr(keys, PREFIX_ATTR, (self.prefix_keys, self.prefix_values))
+        return keys, values
+
+    def get_seq_length(self) -> int:
+        return self.prefix_keys.shape[-2] + super().get_seq_length()
+
+
 def reserve(cache, room: int):
     """`cache` (a prefill's) with `room` more token slots in every layer, filled in place as
     decoding goes; a cache of other layer kinds (sliding windows) is returned unchanged."""
-    if room > 0 and stackable(cache):
+    if room <= 0:
+        return cache
+    if all(type(layer) is SharedPrefixLayer for layer in cache.layers):
+        for i, layer in enumerate(cache.layers):
+            cache.layers[i] = SharedPrefixLayer(layer.prefix_keys, layer.prefix_values, layer.keys, layer.values, room)
+    elif stackable(cache):
         # One layer at a time, so that each old layer is freed as soon as it is copied (a list
         # built at once would hold two whole caches for a moment).
         for i, layer in enumerate(cache.layers):

@@ -64,6 +64,25 @@ def test_engine_greedy_completions_same_with_and_without_sharing(engine):
     assert [g.text for g in shared_engine.generate_sync(chats, sp)] == [g.text for g in plain_engine.generate_sync(chats, sp)]
 
 
+def decode_five_steps(model, cache, mask, positions):
+    """Five decode steps on a prefill's cache (row r's token at step s is r + 100 + s); before the
+    third, every other row leaves the batch (finished generations). A cache reserved with room 3
+    grows past it. Returns the steps' last-position logits, concatenated, and the cache."""
+    logits, rows = [], torch.arange(mask.shape[0])
+    for step in range(5):
+        if step == 2:
+            rows = rows[1::2]
+            cache.batch_select_indices(torch.arange(1, mask.shape[0], 2))
+            mask, positions = mask[1::2], positions[1::2]
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype)], dim=1)
+        positions = positions + 1
+        out = model(input_ids=rows[:, None] + 100 + step, attention_mask=mask, position_ids=positions,
+                    past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        logits.append(out.logits[:, -1, :])
+    return torch.cat(logits), cache
+
+
 def test_the_reserved_cache_decodes_as_the_concatenating_one(tiny_engine):
     from mfray.llm.prefill import ReservedLayer, reserve
 
@@ -75,20 +94,40 @@ def test_the_reserved_cache_decodes_as_the_concatenating_one(tiny_engine):
             first = prefill(model, prompts, pad, "cpu", share_prefixes=True)
             cache, mask, positions = reserve(first.cache, room), first.mask, first.last_position
             assert all(isinstance(layer, ReservedLayer) for layer in cache.layers) == (room > 0)
-            logits = []
-            rows = torch.arange(len(prompts))
-            for step in range(5):  # two steps past the room
-                if step == 2:  # rows leave the batch (finished generations), inside the room
-                    rows = rows[1::2]
-                    cache.batch_select_indices(torch.arange(1, len(prompts), 2))
-                    mask, positions = mask[1::2], positions[1::2]
-                token = rows[:, None] + 100 + step
-                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype)], dim=1)
-                positions = positions + 1
-                out = model(input_ids=token, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True)
-                cache = out.past_key_values
-                logits.append(out.logits[:, -1, :])
+            logits, cache = decode_five_steps(model, cache, mask, positions)
             assert cache.get_seq_length() == first.mask.shape[1] + 5
-            runs.append(torch.cat(logits))
+            runs.append(logits)
         torch.testing.assert_close(runs[0], runs[1], atol=1e-5, rtol=1e-5)
+
+
+def test_one_run_keeps_its_prefix_once_and_decodes_as_the_plain_batch(tiny_engine):
+    """A batch that is one run (one step of one event) keeps the shared prefix once
+    (SharedPrefixLayer, mfray.llm.shared_attention); its logits through prefill and decoding, with
+    rows leaving the batch and the cache growing past its room, are those of a plain padded batch."""
+    from mfray.llm.prefill import SharedPrefixLayer, reserve
+
+    prompts = sorted(tiny_engine.encode(c) for c in step_prompts("Free phones for everyone!", 6))
+    (_, _, shared_len), = shared_prefix_runs(prompts)
+    model, pad = tiny_engine.model, tiny_engine.tokenizer.pad_token_id
+    with torch.inference_mode():
+        logits = []
+        for share in (True, False):
+            first = prefill(model, prompts, pad, "cpu", share_prefixes=share)
+            if share:
+                layer = first.cache.layers[0]
+                assert isinstance(layer, SharedPrefixLayer)
+                assert layer.prefix_keys.shape[0] == 1 and layer.prefix_keys.shape[2] == shared_len
+                assert layer.keys.shape[2] == first.mask.shape[1] - shared_len  # rows hold only their own tokens
+            steps, cache = decode_five_steps(model, reserve(first.cache, 3), first.mask, first.last_position)
+            assert cache.get_seq_length() == first.mask.shape[1] + 5
+            logits.append(torch.cat([first.logits, steps]))
+        torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=1e-4)
+
+
+def test_engine_greedy_completions_of_one_step_same_with_the_prefix_kept_once(engine):
+    chats = step_prompts("Scientists report a new frog.", 8)
+    sp = SamplingParams(temperature=0, max_new_tokens=16)
+    assert engine.model.config._attn_implementation == "mfray_shared_prefix_sdpa"
+    plain_engine = dataclasses.replace(engine, share_prefixes=False)
+    shared_engine = dataclasses.replace(engine, share_prefixes=True)
+    assert [g.text for g in shared_engine.generate_sync(chats, sp)] == [g.text for g in plain_engine.generate_sync(chats, sp)]

@@ -1,15 +1,21 @@
-"""Finished rows leaving the decode batch (LocalEngine.drop_finished) against keeping them, side by
-side in one process, on the policy prompts a real run recorded (default: the E136 MF-MDP run).
+"""Two settings of the local engine side by side in one process, on the policy prompts a real run
+recorded (default: the E136 MF-MDP run):
 
-    .venv/bin/python benchmarks/decode_drop_bench.py
-    .venv/bin/python benchmarks/decode_drop_bench.py --trajectories runs/some_run --steps 4 --repeats 2
+  --compare drop               finished rows leaving the decode batch (LocalEngine.drop_finished)
+                               against keeping them
+  --compare shared-attention   a step's shared prompt prefix kept once in the KV cache
+                               (mfray.llm.shared_attention) against copied into every row
+
+    .venv/bin/python benchmarks/engine_ab_bench.py --compare shared-attention
+    .venv/bin/python benchmarks/engine_ab_bench.py --compare drop --trajectories runs/some_run --steps 4 --repeats 2
 
 Each chosen step's generated agents' prompts (the `policy_prompt` column) are generated again as
 one batch with the SPEC policy sampling of the timeline style (temperature 0.8, top-p 0.85,
 top-k 50, no repetition penalty, 50 new tokens, first line), every prompt with its own seed,
 once with each setting, alternating which goes first. Reported: seconds per setting, decode rows
-forwarded, their ratios, and whether every text came out the same (dropping a row changes no
-other row's arithmetic, so the texts should be equal).
+forwarded, their ratios, and whether every text came out the same (neither setting changes a
+row's tokens: dropping a row changes no other row's arithmetic; the shared prefix is attended
+in another order of float sums, so a text may differ where two tokens tie to ~1e-6).
 """
 
 from __future__ import annotations
@@ -46,46 +52,59 @@ def step_prompts(folder: Path, steps: int) -> list[list]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--compare", choices=["drop", "shared-attention"], default="drop")
     ap.add_argument("--trajectories", type=Path, default=REPO / "benchmarks/results/long_mfmdp/run")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/decode_drop_bench.json")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (the long runs use 1 each, two runs on the two cores)")
+    ap.add_argument("--out", type=Path, help="default: benchmarks/results/<compare>_bench.json")
     args = ap.parse_args()
+    out = args.out or REPO / f"benchmarks/results/{args.compare.replace('-', '_')}_bench.json"
 
     import torch
 
     from mfray.llm.base import SamplingParams
     from mfray.llm.local import LocalEngine
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     steps = step_prompts(args.trajectories, args.steps)
-    keeping = LocalEngine.load("default")
-    dropping = dataclasses.replace(keeping, drop_finished=True)
-    keeping.drop_finished = False
+    # (new setting, old setting): the names of the two arms in the results
+    names = {"drop": ("drop", "keep"), "shared-attention": ("shared", "copied")}[args.compare]
+    new_engine = LocalEngine.load("default")
+    if args.compare == "drop":
+        old_engine = dataclasses.replace(new_engine, drop_finished=False)
+    else:
+        old_engine = LocalEngine.load("default")  # its own model: the attention setting is the model's
+        old_engine.model.set_attn_implementation("sdpa")
+    engines = dict(zip(names, (new_engine, old_engine)))
     sp = SamplingParams(temperature=0.8, top_p=0.85, top_k=50, repetition_penalty=1.0, max_new_tokens=50,
                         first_line=True)
-    totals = {"drop": {"seconds": 0.0, "rows": 0}, "keep": {"seconds": 0.0, "rows": 0}}
+    totals = {name: {"seconds": 0.0, "rows": 0} for name in names}
     same, lengths = True, []
     for repeat in range(args.repeats):
         for i, prompts in enumerate(steps):
             seeds = list(range(1000 * i, 1000 * i + len(prompts)))
             texts = {}
-            order = [("drop", dropping), ("keep", keeping)]
+            order = list(engines.items())
             for name, engine in order if (repeat + i) % 2 == 0 else order[::-1]:
                 rows, began = engine.stats.decode_rows, time.perf_counter()
                 gens = engine.generate_sync(prompts, sp, seeds=seeds)
                 totals[name]["seconds"] += time.perf_counter() - began
                 totals[name]["rows"] += engine.stats.decode_rows - rows
                 texts[name] = [g.text for g in gens]
-                if repeat == 0 and name == "drop":
+                if repeat == 0 and name == names[0]:
                     lengths.append([g.completion_tokens for g in gens])
-            same &= texts["drop"] == texts["keep"]
-            print(f"repeat {repeat} step {i}: {len(prompts)} prompts, same texts {texts['drop'] == texts['keep']}", flush=True)
-    result = {"command": "benchmarks/decode_drop_bench.py " + " ".join(sys.argv[1:]), "trajectories": str(args.trajectories),
-              "steps": len(steps), "prompts_per_step": [len(p) for p in steps], "completion_tokens": lengths,
-              "repeats": args.repeats, **totals, "time_ratio_keep_over_drop": totals["keep"]["seconds"] / totals["drop"]["seconds"],
-              "rows_ratio_keep_over_drop": totals["keep"]["rows"] / totals["drop"]["rows"], "same_texts": same}
-    args.out.write_text(json.dumps(result, indent=2))
+            equal = texts[names[0]] == texts[names[1]]
+            same &= equal
+            print(f"repeat {repeat} step {i}: {len(prompts)} prompts, same texts {equal}", flush=True)
+    new, old = names
+    result = {"command": "benchmarks/engine_ab_bench.py " + " ".join(sys.argv[1:]), "compare": args.compare, "threads": args.threads,
+              "trajectories": str(args.trajectories), "steps": len(steps), "prompts_per_step": [len(p) for p in steps],
+              "completion_tokens": lengths, "repeats": args.repeats, **totals,
+              f"time_ratio_{old}_over_{new}": totals[old]["seconds"] / totals[new]["seconds"],
+              f"rows_ratio_{old}_over_{new}": totals[old]["rows"] / totals[new]["rows"], "same_texts": same}
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "completion_tokens"}, indent=2))
 
 
