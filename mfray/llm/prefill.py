@@ -111,9 +111,10 @@ def _prefill_run(model, prompts: list[list[int]], shared: int, pad_id: int, devi
         prefix = torch.tensor([prompts[0][:shared]], device=device)
         cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
         if keep_shared and stackable(cache):
-            for i, layer in enumerate(cache.layers):
-                empty = layer.keys.new_empty((len(prompts), *layer.keys.shape[1:2], 0, layer.keys.shape[3]))
-                cache.layers[i] = SharedPrefixLayer(layer.keys, layer.values, empty, empty.clone(), room=width)
+            for i, layer in enumerate(cache.layers):  # each row's own part starts empty
+                own_keys = layer.keys[:, :, :0].expand(len(prompts), -1, -1, -1)
+                own_values = layer.values[:, :, :0].expand(len(prompts), -1, -1, -1)
+                cache.layers[i] = SharedPrefixLayer(layer.keys, layer.values, own_keys, own_values, room=width)
         else:
             cache.batch_repeat_interleave(len(prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
