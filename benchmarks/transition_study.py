@@ -8,6 +8,7 @@ and the alpha-0 one beside it (fpsi_alpha0.pt: the "w/o LCT-State" ablation's f_
 
     nice -n 19 .venv/bin/mfray simulate --config jobs/configs/mdp_transition_data.yaml   # the data, first
     .venv/bin/python benchmarks/transition_study.py [--epochs 20] [--lr 2e-5]
+    .venv/bin/python benchmarks/transition_study.py --residual --data FOLDER [FOLDER ...]   # f_psi v2
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ HELDOUT = ("E229", "E248", "E278", "E291", "E318", "E349", "E373", "E39")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="runs/mdp_transition_data")
+    ap.add_argument("--data", nargs="+", default=["runs/mdp_transition_data"],
+                    help="dataset folders of all-real mfmdp runs; an event may be in only one")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=2e-5, help="SPEC: 2e-5")
     ap.add_argument("--encoder-dim", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/transition_study.json")
     ap.add_argument("--model-out", default="runs/mdp_transition/fpsi.pt")
+    ap.add_argument("--residual", action="store_true",
+                    help="f_psi's output moves m_{t-1}: softmax(head + log m_{t-1}) (TransitionConfig.residual)")
     args = ap.parse_args()
 
     import torch
@@ -43,7 +47,12 @@ def main() -> None:
     from mfray.mdp.transition_train import rollout_kl, save_checkpoint, train_transition
 
     torch.set_num_threads(2)
-    sequences = load_sequences(args.data, args.encoder_dim)
+    sequences = {}
+    for folder in args.data:
+        more = load_sequences(folder, args.encoder_dim)
+        if twice := sorted(set(sequences) & set(more)):
+            sys.exit(f"transition_study: events {twice} are in more than one of {args.data}: pass each event once")
+        sequences.update(more)
     heldout = {e: s for e, s in sequences.items() if e in HELDOUT}
     train = {e: s for e, s in sequences.items() if e not in HELDOUT}
     print(f"{len(train)} training events, {len(heldout)} held out ({sorted(heldout)}); "
@@ -53,7 +62,8 @@ def main() -> None:
                "baselines": baselines(list(train.values()), list(heldout.values())), "runs": {}}
     print(f"held-out baselines (mean KL(m*_t || prediction) per step): {results['baselines']}")
     for alpha in (1.0, 0.0):
-        cfg = TransitionConfig(encoder_dim=args.encoder_dim, lr=args.lr, epochs=args.epochs, alpha=alpha)
+        cfg = TransitionConfig(encoder_dim=args.encoder_dim, lr=args.lr, epochs=args.epochs, alpha=alpha,
+                               residual=args.residual)
         began = time.time()
         model, history = train_transition(list(train.values()), list(heldout.values()), cfg, seed=args.seed)
         seconds = time.time() - began

@@ -60,6 +60,12 @@ class TransitionConfig(StrictModel):
     # sample of n, which bounds L_roll's memory on long events (see `rollout`).
     roll_starts: int | None = Field(None, ge=1)
     eps: float = Field(EPS, ge=0)  # KL smoothing, as the metrics do
+    # Residual output: m_hat_t = softmax(head(h_t) + log(m_{t-1} + residual_floor)), so the head
+    # learns how the distribution moves, not where it is. Still SPEC's softmax over S; False is
+    # the plain head. Why it exists: the plain head, trained on a few events, learned each
+    # step's marginal and ignored its inputs (BENCHMARKS.md, "f_psi ignores its inputs").
+    residual: bool = False
+    residual_floor: float = Field(1e-3, gt=0)  # keeps log finite where a state's share is 0
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
@@ -135,7 +141,8 @@ def lengths_of(padding_mask: torch.Tensor | None, batch: int, steps: int) -> tor
 
 
 class StateTransition(nn.Module):
-    """f_psi: input projection + learned positions -> causal TransformerEncoder -> softmax over S."""
+    """f_psi: input projection + learned positions -> causal TransformerEncoder -> softmax over S
+    (of the head alone, or with `cfg.residual` of the head plus log m_{t-1})."""
 
     def __init__(self, cfg: TransitionConfig):
         super().__init__()
@@ -177,7 +184,10 @@ class StateTransition(nn.Module):
             raise ValueError(f"position {int(positions.max())} is past the window {self.cfg.window}")
         h = self.project(x) + self.position(positions)[None]
         h = self.encoder(h, mask=~allowed)  # a bool mask is True where attention is blocked
-        return torch.softmax(self.head(h), dim=-1)
+        logits = self.head(h)
+        if self.cfg.residual:
+            logits = logits + torch.log(x[..., :S] + self.cfg.residual_floor)  # the m-slot: m_{t-1}
+        return torch.softmax(logits, dim=-1)
 
     def _check_tokens(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.cfg.d_in:

@@ -133,7 +133,11 @@ def _losses(model: StateTransition, epoch: int, train: list[EventSequence], held
 
 def save_checkpoint(model: StateTransition, path: str | Path) -> None:
     """One file: the weights and the config as JSON (what `load_transition` rebuilds from)."""
-    torch.save({"config": model.cfg.model_dump_json(), "state_dict": model.state_dict()}, Path(path))
+    # A plain-head config is saved without the residual fields, which load back as their
+    # defaults: its file stays byte-identical to one saved before the option existed, and runs'
+    # identities pin f_psi by the file's digest.
+    plain = None if model.cfg.residual else {"residual", "residual_floor"}
+    torch.save({"config": model.cfg.model_dump_json(exclude=plain), "state_dict": model.state_dict()}, Path(path))
 
 
 def load_transition(path: str | Path) -> StateTransition:

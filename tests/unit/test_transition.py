@@ -194,6 +194,33 @@ def test_shapes_and_distributions():
     assert token_dim(768) == 3 + 3 * 768 == TransitionConfig().d_in
 
 
+def test_residual_output_moves_the_previous_distribution_by_hand(tmp_path):
+    """softmax(head + log(m_{t-1} + floor)): a zero head returns m_{t-1} smoothed by the floor; a
+    head bias of log 2 on the first state doubles its odds."""
+    model = tiny_model(residual=True, residual_floor=1e-3)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    x = torch.zeros(1, 2, model.cfg.d_in)
+    x[0, 0, :3], x[0, 1, :3] = torch.tensor(H), torch.tensor(E1)
+    torch.testing.assert_close(model(x)[0], torch.tensor([[0.501, 0.501, 0.001], [1.001, 0.001, 0.001]])
+                               / torch.tensor([[1.003], [1.003]]))
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([LOG2, 0.0, 0.0]))
+    torch.testing.assert_close(model(x)[0, 0], torch.tensor([1.002, 0.501, 0.001]) / 1.504)
+    plain = tiny_model()
+    with torch.no_grad():
+        plain.head.weight.zero_()
+        plain.head.bias.zero_()
+    torch.testing.assert_close(plain(x)[0], torch.full((2, 3), 1 / 3))  # the plain head ignores m_{t-1}
+
+    save_checkpoint(model, tmp_path / "residual.pt")
+    assert load_transition(tmp_path / "residual.pt").cfg == model.cfg
+    save_checkpoint(plain, tmp_path / "plain.pt")  # saved without the residual fields, loaded as their defaults
+    saved = torch.load(tmp_path / "plain.pt", weights_only=True)["config"]
+    assert "residual" not in saved and load_transition(tmp_path / "plain.pt").cfg == plain.cfg
+
+
 def test_causal():
     model = tiny_model()
     x, _ = random_batch(1, 6, model.cfg)
@@ -286,6 +313,7 @@ def test_config_defaults_are_the_specs():
 @pytest.mark.parametrize("values, message", [
     ({"heads": 3}, "not divisible by heads 3"), ({"lr": 0.0}, "lr"), ({"dropout": 1.0}, "dropout"),
     ({"rollout_k": 0}, "rollout_k"), ({"epochs": "2"}, "epochs"), ({"roll_strats": 4}, "roll_strats"),
+    ({"residual_floor": 0.0}, "residual_floor"),
 ])
 def test_config_rejects_bad_values(values, message):
     with pytest.raises(ValidationError, match=message):
