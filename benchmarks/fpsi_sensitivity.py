@@ -39,7 +39,7 @@ def recorded_macro_states(folder: Path) -> dict[str, dict[int, list[float]]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "benchmarks/results/mdp_models/fpsi.pt")
-    ap.add_argument("--run", type=Path, default=REPO / "benchmarks/results/mdp_compare/runs/mf_mdp",
+    ap.add_argument("--run", type=Path, default=REPO / "benchmarks/results/mdp_compare/runs/mf_mdp__f_psi_v1",
                     help="a run folder of an mfmdp method made with this f_psi (reading 1)")
     args = ap.parse_args()
 

@@ -9,14 +9,19 @@ differently never mix):
   MF-MDP                     method mfmdp_lct: f_psi (alpha 1) and the LCT-Policy adapter (J 4)
   w/o LCT-State              mfmdp_lct with f_psi trained with alpha 0 (no rollout loss)
   w/o sampling               mfmdp_lct with the LCT-Policy adapter trained with J 1
-f_psi and the adapter are trained on other events (benchmarks/transition_study.py, jobs/configs/
-train_lct.yaml): every event here is unseen by both. Resumable: each variant is a `mfray
+  MF-MDP (f_psi v1)          MF-MDP as first run, with the plain-head f_psi of 8 events, which
+                             turned out to ignore its inputs (BENCHMARKS.md); kept for the record
+f_psi (v2: the residual output, TransitionConfig.residual, trained on the 43 events of
+jobs/configs/mdp_transition_data.yaml's two data folders) and the adapter are trained on other
+events (benchmarks/transition_study.py, jobs/configs/train_lct.yaml): every event here is unseen
+by both. Resumable: each variant is a `mfray
 simulate` run that skips what is finished and resumes what was killed; a rerun only evaluates.
 The run folders are tracked by git (benchmarks/results/mdp_compare/runs): commit them as the
 study goes, since a new machine starts without runs/.
 
-    .venv/bin/python benchmarks/transition_study.py --data benchmarks/results/mdp_transition_data \
-        --model-out benchmarks/results/mdp_models/fpsi.pt    # 1 minute, bit-reproducible here
+    .venv/bin/python benchmarks/transition_study.py --residual --data benchmarks/results/mdp_transition_data \
+        benchmarks/results/mdp_transition_data_2 --model-out benchmarks/results/mdp_models/fpsi_residual.pt \
+        --out benchmarks/results/transition_study_residual.json
     .venv/bin/mfray train lct --config jobs/configs/train_lct.yaml
     .venv/bin/mfray train lct --config jobs/configs/train_lct.yaml --set lct.instances=1 --set out=runs/train_lct_j1
     .venv/bin/python benchmarks/mdp_compare.py            # simulate (hours on this CPU), evaluate, plot
@@ -35,8 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CONFIG = "jobs/configs/mdp_compare.yaml"
-FPSI = "benchmarks/results/mdp_models/fpsi.pt"
-FPSI_ALPHA0 = "benchmarks/results/mdp_models/fpsi_alpha0.pt"
+FPSI = "benchmarks/results/mdp_models/fpsi_residual.pt"
+FPSI_ALPHA0 = "benchmarks/results/mdp_models/fpsi_residual_alpha0.pt"
+FPSI_V1 = "benchmarks/results/mdp_models/fpsi.pt"
 LCT = "runs/train_lct/adapters/lct_policy"
 LCT_J1 = "runs/train_lct_j1/adapters/lct_policy"
 
@@ -48,6 +54,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "MF-MDP": ("mfmdp_lct", [f"rollout.mdp.transition={FPSI}", f"model.adapters.lct_policy={LCT}"]),
     "w/o LCT-State": ("mfmdp_lct", [f"rollout.mdp.transition={FPSI_ALPHA0}", f"model.adapters.lct_policy={LCT}"]),
     "w/o sampling": ("mfmdp_lct", [f"rollout.mdp.transition={FPSI}", f"model.adapters.lct_policy={LCT_J1}"]),
+    "MF-MDP (f_psi v1)": ("mfmdp_lct", [f"rollout.mdp.transition={FPSI_V1}", f"model.adapters.lct_policy={LCT}"]),
 }
 METRICS = ("kl", "wasserstein", "dtw")
 

@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/transition_study.json")
     ap.add_argument("--model-out", default="runs/mdp_transition/fpsi.pt")
+    ap.add_argument("--expect-events", type=int, metavar="N",
+                    help="refuse to train unless the folders hold exactly N finished events (a data run still going)")
     ap.add_argument("--residual", action="store_true",
                     help="f_psi's output moves m_{t-1}: softmax(head + log m_{t-1}) (TransitionConfig.residual)")
     args = ap.parse_args()
@@ -53,6 +55,9 @@ def main() -> None:
         if twice := sorted(set(sequences) & set(more)):
             sys.exit(f"transition_study: events {twice} are in more than one of {args.data}: pass each event once")
         sequences.update(more)
+    if args.expect_events is not None and len(sequences) != args.expect_events:
+        sys.exit(f"transition_study: {len(sequences)} finished events in {args.data}, expected {args.expect_events}: "
+                 "let the data run finish (benchmarks/resume_transition_data.sh)")
     heldout = {e: s for e, s in sequences.items() if e in HELDOUT}
     train = {e: s for e, s in sequences.items() if e not in HELDOUT}
     print(f"{len(train)} training events, {len(heldout)} held out ({sorted(heldout)}); "
