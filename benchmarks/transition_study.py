@@ -2,7 +2,7 @@
 jobs/configs/mdp_transition_data.yaml, with L_seq + alpha * L_roll (alpha 1) and without the
 rollout term (alpha 0, the "w/o LCT-State" ablation), scored on held-out events (never fitted):
 L_seq and L_roll per epoch, and the K-step rollout KL against the persistence baseline
-(m_{t+k} = m_t). Writes benchmarks/results/transition_study.json, a plot, the alpha-1 model to
+(m_{t+k} = m_t), plain and smoothed (its floor fit on the training events). Writes benchmarks/results/transition_study.json, a plot, the alpha-1 model to
 runs/mdp_transition/fpsi.pt (what `--set rollout.mdp.transition=...` of an mfmdp simulation takes)
 and the alpha-0 one beside it (fpsi_alpha0.pt: the "w/o LCT-State" ablation's f_psi).
 
@@ -39,14 +39,15 @@ def main() -> None:
     ap.add_argument("--expect-events", type=int, metavar="N",
                     help="refuse to train unless the folders hold exactly N finished events (a data run still going)")
     ap.add_argument("--residual", action="store_true",
-                    help="f_psi's output moves m_{t-1}: softmax(head + log m_{t-1}) (TransitionConfig.residual)")
+                    help="f_psi's output moves m_{t-1}: softmax(head + log(m_{t-1} + floor)) (TransitionConfig.residual), "
+                         "the floor that of smoothed persistence fit on the training events")
     args = ap.parse_args()
 
     import torch
 
     from mfray.mdp.data import load_sequences
     from mfray.mdp.transition import TransitionConfig
-    from mfray.mdp.transition_train import rollout_kl, save_checkpoint, train_transition
+    from mfray.mdp.transition_train import best_persistence_floor, rollout_kl, save_checkpoint, train_transition
 
     torch.set_num_threads(2)
     sequences = {}
@@ -65,25 +66,29 @@ def main() -> None:
     results = {"command": " ".join(["benchmarks/transition_study.py", *sys.argv[1:]]), "data": args.data,
                "encoder": f"hashing, {args.encoder_dim} dims", "train_events": sorted(train), "heldout_events": sorted(heldout),
                "baselines": baselines(list(train.values()), list(heldout.values())), "runs": {}}
-    print(f"held-out baselines (mean KL(m*_t || prediction) per step): {results['baselines']}")
+    floor = best_persistence_floor(list(train.values()))
+    results["persistence_floor"] = floor
+    print(f"held-out baselines (mean KL(m*_t || prediction) per step): {results['baselines']}; "
+          f"smoothed persistence's floor, fit on the training events: {floor:g}")
     for alpha in (1.0, 0.0):
-        cfg = TransitionConfig(encoder_dim=args.encoder_dim, lr=args.lr, epochs=args.epochs, alpha=alpha,
-                               residual=args.residual)
+        # The residual f_psi starts from smoothed persistence: its floor is the one fit above.
+        extra = {"residual": True, "residual_floor": floor} if args.residual else {}
+        cfg = TransitionConfig(encoder_dim=args.encoder_dim, lr=args.lr, epochs=args.epochs, alpha=alpha, **extra)
         began = time.time()
         model, history = train_transition(list(train.values()), list(heldout.values()), cfg, seed=args.seed)
         seconds = time.time() - began
-        k_kl = {k: [rollout_kl(model, s.x, s.m, k) for s in heldout.values()] for k in (1, 4, 8)}
+        k_kl = {k: [rollout_kl(model, s.x, s.m, k, floor=floor) for s in heldout.values()] for k in (1, 4, 8)}
         results["runs"][f"alpha={alpha:g}"] = {
             "config": cfg.model_dump(), "train_seconds": round(seconds, 1),
             "epochs": [vars(h) for h in history],
-            "heldout_rollout_kl": {str(k): {"model": sum(v["model"] for v in rows) / len(rows),
-                                            "persistence": sum(v["persistence"] for v in rows) / len(rows)}
+            "heldout_rollout_kl": {str(k): {name: sum(v[name] for v in rows) / len(rows) for name in rows[0]}
                                    for k, rows in k_kl.items()},
         }
         last = history[-1]
         print(f"alpha {alpha:g}: {seconds:.0f} s; held-out L_seq {history[0].heldout_seq:.4f} -> {last.heldout_seq:.4f}, "
               f"L_roll {history[0].heldout_roll} -> {last.heldout_roll}; K-step KL "
-              + ", ".join(f"K={k} {v['model']:.4f} vs persistence {v['persistence']:.4f}"
+              + ", ".join(f"K={k} {v['model']:.4f} vs persistence {v['persistence']:.4f} "
+                          f"(smoothed {v['persistence_smoothed']:.4f})"
                           for k, v in results["runs"][f"alpha={alpha:g}"]["heldout_rollout_kl"].items()))
         out = Path(args.model_out)
         out = out if alpha == 1.0 else out.with_name(f"{out.stem}_alpha0{out.suffix}")

@@ -11,7 +11,8 @@ sit at the end of each row (right padding).
 
 Losses are pure functions of a *predictor*: any callable (x [B, L, d_in], positions [L],
 allowed [L, L] bool, True where a query may attend a key) -> probabilities [B, L, S].
-`StateTransition.forward_masked` is one; `persistence` (m_hat_t = m_{t-1}) is another.
+`StateTransition.forward_masked` is one; `persistence` (m_hat_t = m_{t-1}) and
+`smoothed_persistence(floor)` are others.
 """
 
 from __future__ import annotations
@@ -199,6 +200,20 @@ def persistence(x: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor)
     """The persistence baseline as a predictor: m_hat_t = m_{t-1}, the token's own m-slot. Rolled
     out, it repeats the last known real histogram: m_{t+k} = m_t."""
     return x[..., :S]
+
+
+def smoothed_persistence(floor: float) -> Predictor:
+    """Persistence with a floor, as a predictor: m_hat_t = (m_{t-1} + floor) / sum. Plain
+    persistence calls a state that was empty at t-1 all but impossible, which KL punishes hard;
+    an f_psi with the residual output keeps such a floor itself, so this is its fair baseline."""
+    if floor <= 0:
+        raise ValueError(f"the floor must be > 0, got {floor}")
+
+    def predict(x: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        m = x[..., :S] + floor
+        return m / m.sum(dim=-1, keepdim=True)
+
+    return predict
 
 
 def kl_rows(p: torch.Tensor, q: torch.Tensor, eps: float = EPS) -> torch.Tensor:

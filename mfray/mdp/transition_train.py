@@ -16,13 +16,16 @@ from pathlib import Path
 
 import torch
 
+from mfray.eval.metrics import EPS
 from mfray.mdp.transition import (
     S,
     StateTransition,
     TransitionConfig,
+    kl_rows,
     persistence,
     roll_terms,
     seq_terms,
+    smoothed_persistence,
     transition_loss,
 )
 
@@ -161,18 +164,35 @@ def predict_next(model: StateTransition, x_prefix: torch.Tensor) -> torch.Tensor
     return out
 
 
+PERSISTENCE_FLOORS = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+@torch.no_grad()
+def best_persistence_floor(events: list[EventSequence], floors=PERSISTENCE_FLOORS, eps: float = EPS) -> float:
+    """The floor of `smoothed_persistence` with the least mean one-step KL(m*_t || prediction)
+    over every step of `events` (fit it on training events, report it on held-out ones)."""
+    m = torch.cat([e.m for e in events])
+    previous = torch.cat([e.x[:, :S] for e in events])
+    scores = {f: kl_rows(m, smoothed_persistence(f)(previous, None, None), eps).mean().item() for f in floors}
+    return min(scores, key=scores.get)
+
+
 @torch.no_grad()
 def rollout_kl(model: StateTransition, x: torch.Tensor, m: torch.Tensor, k: int,
-               starts: torch.Tensor | None = None) -> dict[str, float]:
+               starts: torch.Tensor | None = None, floor: float | None = None) -> dict[str, float]:
     """Mean KL(m*_{t+k} || m_hat_{t+k}) over every start and k = 1..K of one event, for f_psi
-    (eval mode) and for persistence (m_{t+k} = m_t): {"model": ..., "persistence": ...}. Events
-    longer than the window are evaluated window by window; `starts` applies to a single window."""
+    (eval mode) and for persistence (m_{t+k} = m_t): {"model": ..., "persistence": ...}, with
+    "persistence_smoothed" too when a `floor` is given (`smoothed_persistence`). Events longer
+    than the window are evaluated window by window; `starts` applies to a single window."""
     was_training = model.training
     model.eval()
     pieces = split_windows([EventSequence(x, m)], model.cfg.window)
     if starts is not None and len(pieces) > 1:
         raise ValueError(f"starts given for an event of {x.shape[0]} steps, longer than the window {model.cfg.window}")
+    predictors = {"model": model.forward_masked, "persistence": persistence}
+    if floor is not None:
+        predictors["persistence_smoothed"] = smoothed_persistence(floor)
     terms = {name: torch.cat([roll_terms(predict, p.x[None], p.m[None], k, starts=starts, eps=model.cfg.eps) for p in pieces])
-             for name, predict in (("model", model.forward_masked), ("persistence", persistence))}
+             for name, predict in predictors.items()}
     model.train(was_training)
     return {name: t.mean().item() for name, t in terms.items()}

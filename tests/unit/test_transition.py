@@ -20,11 +20,13 @@ from mfray.mdp.transition import (
     rollout,
     seq_loss,
     seq_terms,
+    smoothed_persistence,
     token_dim,
     transition_loss,
 )
 from mfray.mdp.transition_train import (
     EventSequence,
+    best_persistence_floor,
     load_transition,
     pad_batch,
     predict_next,
@@ -221,6 +223,19 @@ def test_residual_output_moves_the_previous_distribution_by_hand(tmp_path):
     assert "residual" not in saved and load_transition(tmp_path / "plain.pt").cfg == plain.cfg
 
 
+def test_smoothed_persistence_and_its_floor_by_hand():
+    x = tokens(H, [E1, U])  # m-slots H, E1
+    torch.testing.assert_close(smoothed_persistence(1e-3)(x, None, None)[0],
+                               t([0.501, 0.501, 0.001], [1.001, 0.001, 0.001]) / 1.003)
+    with pytest.raises(ValueError, match="floor"):
+        smoothed_persistence(0.0)
+    # m_{t-1} = E1, m*_t = H: floor 0.5 predicts (0.6, 0.2, 0.2), KL 0.5 ln(0.5/0.6) + 0.5 ln(0.5/0.2)
+    # = 0.367; floor 1e-3 predicts (0.998, 0.001, 0.001), KL 2.76: the larger floor wins.
+    event = EventSequence(torch.tensor([E1 + [0.0]]), torch.tensor([H]))
+    assert best_persistence_floor([event], floors=(1e-3, 0.5)) == 0.5
+    assert best_persistence_floor([event], floors=(1e-3,)) == 1e-3
+
+
 def test_causal():
     model = tiny_model()
     x, _ = random_batch(1, 6, model.cfg)
@@ -361,8 +376,8 @@ def test_training_lowers_heldout_losses_and_beats_persistence(tmp_path):
     assert last.heldout_seq < 0.5 * first.heldout_seq and last.heldout_roll < 0.5 * first.heldout_roll
     assert last.train_roll < first.train_roll
     event = heldout[0]
-    scores = rollout_kl(model, event.x, event.m, 4)
-    assert scores["model"] < 0.25 * scores["persistence"]
+    scores = rollout_kl(model, event.x, event.m, 4, floor=1e-2)
+    assert scores["model"] < 0.25 * scores["persistence"] and scores["model"] < 0.25 * scores["persistence_smoothed"]
 
     save_checkpoint(model, tmp_path / "f.pt")
     loaded = load_transition(tmp_path / "f.pt")
