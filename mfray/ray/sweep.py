@@ -50,6 +50,11 @@ class SweepConfig(SimulateConfig):
     # The replica refuses prompts past its queue bound (Overloaded); a sweep with many runs in
     # flight against a fast engine (vLLM, the stand-in) needs room for all their prompts.
     llm_max_queue: int | None = Field(None, ge=1, description="prompts the LLMServer replica lets wait (None: its default)")
+    # A request with no answer within this long is cancelled and retried once (a hung replica);
+    # on a CPU replica a deep queue is slow, not hung: a request there can wait longer than the
+    # default, and cancelling it throws its place in the queue away (the fidelity sweep's first
+    # start lost requests that way, 16 runs in flight on 2 cores).
+    llm_timeout_s: float | None = Field(600.0, gt=0, description="seconds a Serve request may take before it is cancelled and retried (None: no limit)")
 
     # When set, the job evaluates its own runs once every rollout is done (mfray.ray.evaluation:
     # annotation, NLL and metrics as Ray Data stages over the sweep's dataset); `trajectories`
@@ -167,16 +172,17 @@ def grid(files: list[str], cfg: SweepConfig) -> list[dict]:
     return [GridRow(file=f, method=m, seed=s).model_dump() for f in files for m in cfg.methods for s in cfg.seeds]
 
 
-def build_backend(llm: str, model, endpoint=None, serve_app: str = "mfray-llm"):
+def build_backend(llm: str, model, endpoint=None, serve_app: str = "mfray-llm", timeout_s: float | None = 600.0):
     """The LLM an actor talks to: "serve", the shared LLMServer deployment `serve_app` (requests of
-    all actors meet in its batcher); "endpoint", an OpenAI-compatible `endpoint`; "local", a
-    private engine for `model` in this process."""
+    all actors meet in its batcher; a request unanswered after `timeout_s` is cancelled and
+    retried); "endpoint", an OpenAI-compatible `endpoint`; "local", a private engine for `model`
+    in this process."""
     if llm == "serve":
         from ray import serve
 
         from mfray.ray.serve_llm import ServeLLM
 
-        return ServeLLM(serve.get_app_handle(serve_app))
+        return ServeLLM(serve.get_app_handle(serve_app), timeout_s=timeout_s)
     if llm == "endpoint" and endpoint is None:
         raise ValueError("llm=endpoint needs an endpoint: section (base_url, model)")
     from mfray.llm import build_llm
@@ -197,7 +203,7 @@ class RolloutActor:
         self.cfg = SweepConfig.model_validate(cfg)
         # The runs in flight ask in the same loop turns: one backend call per turn, not per run;
         # TimedLLM sits under the merging so its latency is that of the calls actually sent.
-        backend = build_backend(self.cfg.llm, self.cfg.model, self.cfg.endpoint, self.cfg.serve_app)
+        backend = build_backend(self.cfg.llm, self.cfg.model, self.cfg.endpoint, self.cfg.serve_app, self.cfg.llm_timeout_s)
         self.llm = CoalescingLLM(TimedLLM(backend, self.cfg.llm))
         self.identities = {m: config_identity(self.cfg, m, use_endpoint=self.cfg.llm == "endpoint") for m in self.cfg.methods}
         # Exported to the Ray dashboard / Prometheus (mfray.ray.metrics; cluster/grafana_dashboard.json).

@@ -54,6 +54,10 @@ def test_a_sweep_reads_relative_paths_against_its_root():
     assert load_config(SweepConfig, REPO / "jobs/configs/simulate_sweep_fidelity.yaml").out == "benchmarks/results/fidelity_study/runs"
     with pytest.raises(ValidationError, match="not an absolute path"):
         SweepConfig(root="checkout")
+    assert (cfg.llm_threads, cfg.llm_timeout_s) == (2, 3600) and SweepConfig().llm_timeout_s == 600
+    assert SweepConfig(llm_timeout_s=None).llm_timeout_s is None  # no limit
+    with pytest.raises(ValidationError, match="llm_timeout_s"):
+        SweepConfig(llm_timeout_s=0)
 
 
 def test_overrides_are_typed_and_nested():
