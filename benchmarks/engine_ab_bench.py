@@ -8,11 +8,16 @@ recorded (default: the E136 MF-MDP run):
 
     .venv/bin/python benchmarks/engine_ab_bench.py --compare shared-attention
     .venv/bin/python benchmarks/engine_ab_bench.py --compare drop --trajectories runs/some_run --steps 4 --repeats 2
+    .venv/bin/python benchmarks/engine_ab_bench.py --compare shared-attention --max-prompts 64 \
+        --trajectories benchmarks/results/fidelity_study/runs/trajectories --out benchmarks/results/shared_prefixes_sweep_bench.json
 
 Each chosen step's generated agents' prompts (the `policy_prompt` column) are generated again as
 one batch with the SPEC policy sampling of the timeline style (temperature 0.8, top-p 0.85,
 top-k 50, no repetition penalty, 50 new tokens, first line), every prompt with its own seed,
-once with each setting, alternating which goes first. Reported: seconds per setting, decode rows
+once with each setting, alternating which goes first. A step of a sweep's folder holds every run of
+that event and step (methods, seeds), so the engine's batches stack several runs, each with its
+own prefix, as a sweep's do; `--max-prompts` keeps the first prompts of each step (in
+text order, which keeps each run's prompts together) to bound the time. Reported: seconds per setting, decode rows
 forwarded, their ratios, and whether every text came out the same (neither setting changes a
 row's tokens: dropping a row changes no other row's arithmetic; the shared prefix is attended
 in another order of float sums, so a text may differ where two tokens tie to ~1e-6).
@@ -33,8 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def step_prompts(folder: Path, steps: int) -> list[list]:
-    """The policy prompts of the first `steps` steps that have generated agents, one list per step."""
+def step_prompts(folder: Path, steps: int, max_prompts: int | None = None) -> list[list]:
+    """The policy prompts of the first `steps` steps that have generated agents, one list per step
+    (at most `max_prompts` each, the first in text order: a run's prompts stay together)."""
     import pyarrow.parquet as pq
 
     from mfray.sim.trajectory import decode_prompt
@@ -44,7 +50,7 @@ def step_prompts(folder: Path, steps: int) -> list[list]:
         for row in pq.read_table(path, columns=["event_id", "step", "agent_index", "policy_prompt"]).to_pylist():
             if row["policy_prompt"]:
                 by_step[(row["event_id"], int(row["step"]))].append(decode_prompt(row["policy_prompt"]))
-    chosen = [by_step[k] for k in sorted(by_step)[:steps]]
+    chosen = [sorted(by_step[k], key=json.dumps)[:max_prompts] for k in sorted(by_step)[:steps]]
     if not chosen:
         raise SystemExit(f"no generated agents with a recorded policy prompt under {folder}")
     return chosen
@@ -56,6 +62,7 @@ def main() -> None:
     ap.add_argument("--trajectories", type=Path, default=REPO / "benchmarks/results/long_mfmdp/run")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--max-prompts", type=int, help="at most this many prompts of each step (default: all)")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (the long runs use 1 each, two runs on the two cores)")
     ap.add_argument("--out", type=Path, help="default: benchmarks/results/<compare>_bench.json")
@@ -68,7 +75,7 @@ def main() -> None:
     from mfray.llm.local import LocalEngine
 
     torch.set_num_threads(args.threads)
-    steps = step_prompts(args.trajectories, args.steps)
+    steps = step_prompts(args.trajectories, args.steps, args.max_prompts)
     # (new setting, old setting): the names of the two arms in the results
     names = {"drop": ("drop", "keep"), "shared-attention": ("shared", "copied")}[args.compare]
     new_engine = LocalEngine.load("default")

@@ -6,9 +6,11 @@ Why: on a CPU a prompt token costs about 2 ms whether prompts are batched or not
 policy prompts of one step of one event share everything up to the user profile. A batch is split into runs of prompts that
 share a prefix; each run's prefix is forwarded once and only each prompt's own suffix on top of
 a copy of its KV cache; the runs' caches are then left-padded to one width and stacked, so
-decoding runs as one batch whatever the runs. Rows are padded at the start (before the prefix)
-and between prefix and suffix; the attention mask hides both and position ids count only real
-tokens, so each row sees exactly its own prompt.
+decoding runs as one batch whatever the runs. On a model switched to mfray.llm.shared_attention
+each run's prefix stays one copy beside its rows (`SharedPrefixLayer`): only the rows' own
+tokens are stacked, and decoding reads each prefix once a step. Rows are padded at the start (before
+the prefix) and between prefix and suffix; the attention mask hides both and position ids count
+only real tokens, so each row sees exactly its own prompt.
 """
 
 from __future__ import annotations
@@ -94,13 +96,17 @@ class Prefilled:
 def prefill(model, prompts: list[list[int]], pad_id: int, device: str, share_prefixes: bool = True) -> Prefilled:
     """Forward a batch of prompts (token ids); with `share_prefixes` (only for models whose
     cache is `stackable`), each run of `shared_prefix_runs` forwards its shared prefix once.
-    Callers sort the prompts so that runs form. A batch that is one run, on a model switched to
-    mfray.llm.shared_attention, also keeps that prefix once in its cache (`SharedPrefixLayer`);
-    runs that are stacked copy it into every row."""
+    Callers sort the prompts so that runs form. On a model switched to
+    mfray.llm.shared_attention, each run also keeps its prefix once in the cache
+    (`SharedPrefixLayer`); otherwise stacked runs copy it into every row."""
     runs = shared_prefix_runs(prompts) if share_prefixes else [(0, len(prompts), 0)]
-    keep_shared = len(runs) == 1 and model.config._attn_implementation == ATTENTION_NAME
+    keep_shared = model.config._attn_implementation == ATTENTION_NAME
     parts = [_prefill_run(model, prompts[s:e], shared, pad_id, device, keep_shared) for s, e, shared in runs]
-    return parts[0] if len(parts) == 1 else _stack(parts)
+    if len(parts) == 1:
+        return parts[0]
+    if any(isinstance(p.cache.layers[0], SharedPrefixLayer) for p in parts):
+        return _stack_shared(parts)
+    return _stack(parts)
 
 
 def _prefill_run(model, prompts: list[list[int]], shared: int, pad_id: int, device: str, keep_shared: bool) -> Prefilled:
@@ -114,7 +120,8 @@ def _prefill_run(model, prompts: list[list[int]], shared: int, pad_id: int, devi
             for i, layer in enumerate(cache.layers):  # each row's own part starts empty
                 own_keys = layer.keys[:, :, :0].expand(len(prompts), -1, -1, -1)
                 own_values = layer.values[:, :, :0].expand(len(prompts), -1, -1, -1)
-                cache.layers[i] = SharedPrefixLayer(layer.keys, layer.values, own_keys, own_values, room=width)
+                prefixes = [(layer.keys, layer.values, 0, len(prompts))]
+                cache.layers[i] = SharedPrefixLayer(prefixes, own_keys, own_values, room=width)
         else:
             cache.batch_repeat_interleave(len(prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -156,6 +163,43 @@ def _stack(parts: list[Prefilled]) -> Prefilled:
     )
 
 
+def _stack_shared(parts: list[Prefilled]) -> Prefilled:
+    """One batch from several whose prefixes stay one copy each: a `SharedPrefixLayer` with every
+    part's prefix beside its rows (a part without one holds its whole prompt as its own tokens).
+    A row's columns are its prefix, left-padded to the longest, then its own tokens, left-padded
+    to the widest: masks say which are real."""
+    def prefix_length(part: Prefilled) -> int:
+        layer = part.cache.layers[0]
+        return layer.prefixes[0][0].shape[2] if isinstance(layer, SharedPrefixLayer) else 0
+
+    lengths = [prefix_length(p) for p in parts]
+    owns = [p.mask.shape[1] - n for p, n in zip(parts, lengths)]
+    width, own_width = max(lengths), max(owns)
+    masks = [
+        torch.cat([F.pad(p.mask[:, :n], (width - n, 0)), F.pad(p.mask[:, n:], (own_width - own, 0))], dim=1)
+        for p, n, own in zip(parts, lengths, owns)
+    ]
+    cache = DynamicCache()
+    for layer in range(len(parts[0].cache.layers)):
+        prefixes, first = [], 0
+        for p, n in zip(parts, lengths):
+            rows = p.mask.shape[0]
+            if n:
+                part_layer = p.cache.layers[layer]
+                prefixes.append((part_layer.prefixes[0][0], part_layer.prefixes[0][1], first, first + rows))
+            first += rows
+        layers = [p.cache.layers[layer] for p in parts]
+        keys = torch.cat([F.pad(x.keys, (0, 0, own_width - own, 0)) for x, own in zip(layers, owns)])
+        values = torch.cat([F.pad(x.values, (0, 0, own_width - own, 0)) for x, own in zip(layers, owns)])
+        cache.layers.append(SharedPrefixLayer(prefixes, keys, values, room=0))
+    return Prefilled(
+        logits=torch.cat([p.logits for p in parts]),
+        cache=cache,
+        mask=torch.cat(masks),
+        last_position=torch.cat([p.last_position for p in parts]),
+    )
+
+
 class ReservedLayer(DynamicLayer):
     """A cache layer whose keys and values sit at the front of a buffer with room for more
     tokens: a decode step writes its token in place. (DynamicLayer concatenates, copying the
@@ -190,22 +234,37 @@ class ReservedLayer(DynamicLayer):
 
 
 class SharedPrefixLayer(ReservedLayer):
-    """A `ReservedLayer` of each row's own tokens behind a prefix all rows share, kept once
-    ([1, kv heads, P, dim]). The keys it returns carry that prefix for
-    mfray.llm.shared_attention, and its length counts it, so that masks and positions cover
-    prefix and own tokens as if the prefix were in every row."""
+    """A `ReservedLayer` of each row's own tokens behind prefixes that ranges of rows share, each
+    kept once: `prefixes` holds (keys [1, kv heads, P, dim], values, first row, end row). The keys
+    it returns carry the prefixes for mfray.llm.shared_attention, and its length counts the
+    longest, so that masks and positions cover prefix and own tokens as if each row held its
+    prefix, left-padded to the longest."""
 
-    def __init__(self, prefix_keys, prefix_values, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
+    def __init__(self, prefixes: list[tuple[torch.Tensor, torch.Tensor, int, int]], keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
         super().__init__(keys, values, room)
-        self.prefix_keys, self.prefix_values = prefix_keys, prefix_values
+        self.prefixes = prefixes
+        self.prefix_width = max((k.shape[2] for k, _, _, _ in prefixes), default=0)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         keys, values = super().update(key_states, value_states, *args, **kwargs)
-        setattr(keys, PREFIX_ATTR, (self.prefix_keys, self.prefix_values))
+        setattr(keys, PREFIX_ATTR, self.prefixes)
         return keys, values
 
     def get_seq_length(self) -> int:
-        return self.prefix_keys.shape[-2] + super().get_seq_length()
+        return self.prefix_width + super().get_seq_length()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices` (ascending), each prefix with the rows of it that stay."""
+        kept = indices.tolist()
+        prefixes = []
+        for keys, values, first, end in self.prefixes:
+            new_first = sum(1 for i in kept if i < first)
+            new_end = new_first + sum(1 for i in kept if first <= i < end)
+            if new_end > new_first:
+                prefixes.append((keys, values, new_first, new_end))
+        # Keep the longest prefix's width even if its rows left: masks keep their columns.
+        self.prefixes = prefixes
+        super().batch_select_indices(indices)
 
 
 def reserve(cache, room: int):
@@ -215,7 +274,9 @@ def reserve(cache, room: int):
         return cache
     if all(type(layer) is SharedPrefixLayer for layer in cache.layers):
         for i, layer in enumerate(cache.layers):
-            cache.layers[i] = SharedPrefixLayer(layer.prefix_keys, layer.prefix_values, layer.keys, layer.values, room)
+            widened = SharedPrefixLayer(layer.prefixes, layer.keys, layer.values, room)
+            widened.prefix_width = layer.prefix_width
+            cache.layers[i] = widened
     elif stackable(cache):
         # One layer at a time, so that each old layer is freed as soon as it is copied (a list
         # built at once would hold two whole caches for a moment).

@@ -41,6 +41,9 @@ def test_shared_prefill_logits_and_next_step_match_plain(tiny_engine):
     with torch.inference_mode():
         shared = prefill(model, prompts, pad, "cpu", share_prefixes=True)
         plain = prefill(model, prompts, pad, "cpu", share_prefixes=False)
+        # Each run's prefix is kept once, beside its rows (mfray.llm.shared_attention).
+        ranges = [(first, end) for _, _, first, end in shared.cache.layers[0].prefixes]
+        assert ranges == [(start, end) for start, end, n in runs if n], (ranges, runs)
         torch.testing.assert_close(shared.logits, plain.logits, atol=1e-4, rtol=1e-4)
         assert shared.last_position.squeeze(1).tolist() == [len(p) - 1 for p in prompts]
         assert shared.mask.sum(1).tolist() == [len(p) for p in prompts]
@@ -93,7 +96,9 @@ def test_the_reserved_cache_decodes_as_the_concatenating_one(tiny_engine):
         for room in (0, 3):  # 0: the prefill's own (concatenating) layers; 3 slots, then growing past them
             first = prefill(model, prompts, pad, "cpu", share_prefixes=True)
             cache, mask, positions = reserve(first.cache, room), first.mask, first.last_position
-            assert all(isinstance(layer, ReservedLayer) for layer in cache.layers) == (room > 0)
+            # Slots to spare in every layer: `room` of them (0: each token concatenated onto the cache).
+            spare = {layer._keys.shape[2] - layer.keys.shape[2] if isinstance(layer, ReservedLayer) else 0 for layer in cache.layers}
+            assert spare == {room}
             logits, cache = decode_five_steps(model, cache, mask, positions)
             assert cache.get_seq_length() == first.mask.shape[1] + 5
             runs.append(logits)
@@ -116,7 +121,8 @@ def test_one_run_keeps_its_prefix_once_and_decodes_as_the_plain_batch(tiny_engin
             if share:
                 layer = first.cache.layers[0]
                 assert isinstance(layer, SharedPrefixLayer)
-                assert layer.prefix_keys.shape[0] == 1 and layer.prefix_keys.shape[2] == shared_len
+                (prefix_keys, _, row, end), = layer.prefixes
+                assert prefix_keys.shape[0] == 1 and prefix_keys.shape[2] == shared_len and (row, end) == (0, 6)
                 assert layer.keys.shape[2] == first.mask.shape[1] - shared_len  # rows hold only their own tokens
             steps, cache = decode_five_steps(model, reserve(first.cache, 3), first.mask, first.last_position)
             assert cache.get_seq_length() == first.mask.shape[1] + 5
