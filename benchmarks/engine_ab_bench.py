@@ -5,11 +5,15 @@ recorded (default: the E136 MF-MDP run):
                                against keeping them
   --compare shared-attention   a step's shared prompt prefix kept once in the KV cache
                                (mfray.llm.shared_attention) against copied into every row
+  --compare lookup             timeline mean-field calls with prompt-lookup drafts of 10 tokens
+                               (mfray.llm.lookup) against plain decoding
 
     .venv/bin/python benchmarks/engine_ab_bench.py --compare shared-attention
     .venv/bin/python benchmarks/engine_ab_bench.py --compare drop --trajectories runs/some_run --steps 4 --repeats 2
     .venv/bin/python benchmarks/engine_ab_bench.py --compare shared-attention --max-prompts 64 \
         --trajectories benchmarks/results/fidelity_study/runs/trajectories --out benchmarks/results/shared_prefixes_sweep_bench.json
+    .venv/bin/python benchmarks/engine_ab_bench.py --compare lookup --steps 4 \
+        --trajectories benchmarks/results/fidelity_study/runs/trajectories/method=mf
 
 Each chosen step's generated agents' prompts (the `policy_prompt` column) are generated again as
 one batch with the SPEC policy sampling of the timeline style (temperature 0.8, top-p 0.85,
@@ -21,6 +25,13 @@ text order, which keeps each run's prompts together) to bound the time. Reported
 forwarded, their ratios, and whether every text came out the same (neither setting changes a
 row's tokens: dropping a row changes no other row's arithmetic; the shared prefix is attended
 in another order of float sums, so a text may differ where two tokens tie to ~1e-6).
+
+`--compare lookup` rebuilds mean-field calls instead: for each chosen step of an mf run (a sweep's
+`method=mf` folder), the timeline mean-field prompt of that step (the previous step's mean field,
+the step's posts), `--max-prompts` of them (default 3: a sweep's mean-field calls hold 1-4)
+generated as one call with the fidelity sweep's mean-field sampling (temperature 0.1, top-p 0.85,
+top-k 50, 100 new tokens), with and without drafts. The two arms draw differently from the same
+distribution, so their texts may differ; "same_texts" says whether they did not.
 """
 
 from __future__ import annotations
@@ -56,13 +67,41 @@ def step_prompts(folder: Path, steps: int, max_prompts: int | None = None) -> li
     return chosen
 
 
+def mean_field_calls(folder: Path, steps: int, per_call: int) -> list[list]:
+    """Timeline mean-field prompts rebuilt from an mf run's trajectories: for each of the first
+    `steps` (event, step) pairs with generated agents, `per_call` prompts (one per seed and run
+    found, then repeated), each from the previous step's mean field and the step's posts."""
+    import pyarrow.parquet as pq
+
+    from mfray.prompts.render import mean_field_prompt
+
+    rows = [r for path in sorted(glob.glob(str(folder / "**" / "*.parquet"), recursive=True))
+            for r in pq.read_table(path, columns=["event_id", "seed", "step", "topic", "language", "mean_field",
+                                                  "simulated_text", "real_text", "warmup"]).to_pylist()]
+    by_run: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_run[(r["event_id"], r["seed"])][int(r["step"])].append(r)
+    prompts: dict[tuple, list] = defaultdict(list)
+    for (event, _seed), by_step in sorted(by_run.items()):
+        for step, agents in sorted(by_step.items()):
+            if agents[0]["warmup"] or step - 1 not in by_step:
+                continue
+            comments = [{"text": a["simulated_text"] or a["real_text"], "state": ""} for a in agents]
+            prompts[(event, step)].append(mean_field_prompt(
+                "timeline", agents[0]["language"], agents[0]["topic"], by_step[step - 1][0]["mean_field"], comments))
+    chosen = [(p * per_call)[:per_call] for _, p in sorted(prompts.items())[:steps]]
+    if not chosen:
+        raise SystemExit(f"no mf run with generated steps under {folder}")
+    return chosen
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--compare", choices=["drop", "shared-attention"], default="drop")
+    ap.add_argument("--compare", choices=["drop", "shared-attention", "lookup"], default="drop")
     ap.add_argument("--trajectories", type=Path, default=REPO / "benchmarks/results/long_mfmdp/run")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--max-prompts", type=int, help="at most this many prompts of each step (default: all)")
+    ap.add_argument("--max-prompts", type=int, help="at most this many prompts of each step (default: all; lookup: 3)")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (the long runs use 1 each, two runs on the two cores)")
     ap.add_argument("--out", type=Path, help="default: benchmarks/results/<compare>_bench.json")
@@ -75,18 +114,28 @@ def main() -> None:
     from mfray.llm.local import LocalEngine
 
     torch.set_num_threads(args.threads)
-    steps = step_prompts(args.trajectories, args.steps, args.max_prompts)
+    if args.compare == "lookup":
+        steps = mean_field_calls(args.trajectories, args.steps, args.max_prompts or 3)
+    else:
+        steps = step_prompts(args.trajectories, args.steps, args.max_prompts)
     # (new setting, old setting): the names of the two arms in the results
-    names = {"drop": ("drop", "keep"), "shared-attention": ("shared", "copied")}[args.compare]
+    names = {"drop": ("drop", "keep"), "shared-attention": ("shared", "copied"), "lookup": ("lookup", "plain")}[args.compare]
     new_engine = LocalEngine.load("default")
     if args.compare == "drop":
         old_engine = dataclasses.replace(new_engine, drop_finished=False)
-    else:
+    elif args.compare == "shared-attention":
         old_engine = LocalEngine.load("default")  # its own model: the attention setting is the model's
         old_engine.model.set_attn_implementation("sdpa")
+    else:
+        old_engine = new_engine
     engines = dict(zip(names, (new_engine, old_engine)))
-    sp = SamplingParams(temperature=0.8, top_p=0.85, top_k=50, repetition_penalty=1.0, max_new_tokens=50,
-                        first_line=True)
+    if args.compare == "lookup":
+        plain = SamplingParams(temperature=0.1, top_p=0.85, top_k=50, repetition_penalty=1.0, max_new_tokens=100)
+        samplings = {"lookup": dataclasses.replace(plain, lookup=10), "plain": plain}
+    else:
+        sp = SamplingParams(temperature=0.8, top_p=0.85, top_k=50, repetition_penalty=1.0, max_new_tokens=50,
+                            first_line=True)
+        samplings = dict.fromkeys(names, sp)
     totals = {name: {"seconds": 0.0, "rows": 0} for name in names}
     same, lengths = True, []
     for repeat in range(args.repeats):
@@ -96,7 +145,7 @@ def main() -> None:
             order = list(engines.items())
             for name, engine in order if (repeat + i) % 2 == 0 else order[::-1]:
                 rows, began = engine.stats.decode_rows, time.perf_counter()
-                gens = engine.generate_sync(prompts, sp, seeds=seeds)
+                gens = engine.generate_sync(prompts, samplings[name], seeds=seeds)
                 totals[name]["seconds"] += time.perf_counter() - began
                 totals[name]["rows"] += engine.stats.decode_rows - rows
                 texts[name] = [g.text for g in gens]

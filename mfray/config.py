@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
-from mfray.llm.base import SamplingParams
+from mfray.llm.base import MAX_LOOKUP, SamplingParams
 
 
 class StrictModel(BaseModel):
@@ -70,6 +70,19 @@ class SamplingConfig(StrictModel):
     repetition_penalty: float = Field(1.2, gt=0)
     max_new_tokens: int = Field(50, ge=1, le=4096)
     first_line: bool = True
+    # Prompt-lookup drafts of up to this many tokens, verified exactly (mfray.llm.lookup): the
+    # same distribution, faster where the output copies the prompt (0: off).
+    lookup: int = Field(0, ge=0, le=MAX_LOOKUP)
+
+    @model_serializer(mode="wrap")
+    def _leave_out_lookup_when_off(self, handler):
+        # Off, it is left out of dumps, so that the fingerprints of runs made before it existed
+        # (mfray.sim.identity hashes the rollout config's dump) still match; on, it is kept, as
+        # it changes which sample a seed draws.
+        data = handler(self)
+        if not self.lookup:
+            data.pop("lookup", None)
+        return data
 
     def params(self, seed: int | None) -> SamplingParams:
         return SamplingParams(seed=seed, **self.model_dump())

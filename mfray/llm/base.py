@@ -25,6 +25,7 @@ _THINK_RE = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 # so a seed that is valid here is valid on every engine a request may reach.
 SEED_MIN = 0
 SEED_MAX = 2**63 - 1
+MAX_LOOKUP = 64  # longest prompt-lookup draft (SamplingParams.lookup)
 
 
 def check_seed(seed: int | None, where: str = "seed") -> None:
@@ -44,6 +45,9 @@ class SamplingParams:
     """Sampling settings of one request batch. temperature 0 means greedy.
 
     `first_line`: keep only the first non-empty line (and stop generating once it is complete).
+    `lookup`: prompt-lookup speculative decoding with drafts of up to this many tokens (0: off;
+    mfray.llm.lookup). The same distribution, another draw of the seed's generator; only the
+    local engine uses it (other backends decode as they do).
     `seed`: prompt i of a generate call is sampled with seed + i (unless the call passes its own
     per-prompt `seeds`), so a request's sample does not depend on which other requests share
     its batch. It must lie in SEED_MIN..SEED_MAX (`check_seed`).
@@ -56,6 +60,7 @@ class SamplingParams:
     max_new_tokens: int = 50
     first_line: bool = False
     seed: int | None = None
+    lookup: int = 0
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -68,6 +73,8 @@ class SamplingParams:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.lookup <= MAX_LOOKUP:
+            raise ValueError(f"lookup must be in 0..{MAX_LOOKUP} draft tokens (0 = off), got {self.lookup}")
         check_seed(self.seed)
 
 

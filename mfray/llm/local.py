@@ -20,8 +20,9 @@ from typing import Sequence
 import torch
 
 from mfray.llm.base import EngineStats, Generation, Prompt, SamplingParams, postprocess, prompt_seeds
+from mfray.llm.lookup import decode_row, filtered_logits
 from mfray.llm.models import load_model_and_tokenizer, resolve_model_dir
-from mfray.llm.prefill import prefill, reserve, stackable
+from mfray.llm.prefill import PASS_COST_TOKENS, common_prefix_length, prefill, reserve, stackable
 from mfray.llm.scoring import scored_pairs
 from mfray.llm.shared_attention import use_shared_prefix_attention
 
@@ -136,7 +137,10 @@ class LocalEngine:
             for start in range(0, len(order), self.max_batch):
                 chunk = order[start : start + self.max_batch]
                 began = time.perf_counter()
-                outs = self._generate_batch([encoded[i] for i in chunk], sampling, [seeds[i] for i in chunk])
+                if sampling.lookup:
+                    outs = self._generate_rows([encoded[i] for i in chunk], sampling, [seeds[i] for i in chunk])
+                else:
+                    outs = self._generate_batch([encoded[i] for i in chunk], sampling, [seeds[i] for i in chunk])
                 elapsed = time.perf_counter() - began
                 self.stats.busy_s += elapsed
                 for i, (ids, finish) in zip(chunk, outs):
@@ -208,6 +212,26 @@ class LocalEngine:
             logits, cache = out.logits[:, -1, :].float().cpu(), out.past_key_values
         return list(zip(out_ids, finish))
 
+    def _generate_rows(self, prompts: list[list[int]], sp: SamplingParams, seeds: list[int | None]):
+        """Each prompt alone, with prompt-lookup drafts (mfray.llm.lookup); the prompts' common
+        first tokens, when there are enough, are forwarded once for all of them."""
+        def stops(ids: list[int]) -> bool:
+            return sp.first_line and ids[-1] in self._newline_ids and self._first_line_complete(ids)
+
+        prefix_cache = None
+        common = min((common_prefix_length(prompts[0], p) for p in prompts[1:]), default=0)
+        common = min(common, min(len(p) for p in prompts) - 1)  # every row keeps a token of its own
+        if common > PASS_COST_TOKENS:
+            prefix = torch.tensor([prompts[0][:common]], device=self.device)
+            prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        outs = []
+        for prompt, seed in zip(prompts, seeds):
+            ids, finish, passes = decode_row(self.model, prompt, sp, _generator(seed), sp.lookup,
+                                             self.tokenizer.eos_token_id, stops, self.device, prefix_cache)
+            self.stats.decode_rows += passes
+            outs.append((ids, finish))
+        return outs
+
     def _first_line_complete(self, ids: list[int]) -> bool:
         """A newline ends the first line only once the line has content and no think block is
         still open (a reasoning model's thoughts span lines)."""
@@ -260,23 +284,11 @@ def _generator(seed: int | None) -> torch.Generator | None:
 
 
 def _sample(logits: torch.Tensor, seen: torch.Tensor, sp: SamplingParams, gens: list) -> torch.Tensor:
-    """One token per row. Repetition penalty as in CTRL/HF (divide positive logits, multiply
-    negative ones, for tokens already in the row), then temperature, top-k, top-p.
-
-    top-k runs first and top-p only over the k survivors (the same distribution as filtering the
-    full vocabulary, since top-p keeps a prefix of the sorted tokens), so each step sorts k
-    values instead of the whole vocabulary."""
-    if sp.repetition_penalty != 1.0:
-        penalised = torch.where(logits > 0, logits / sp.repetition_penalty, logits * sp.repetition_penalty)
-        logits = torch.where(seen, penalised, logits)
+    """One token per row, drawn from `filtered_logits` (each row from its own generator); the
+    argmax for temperature 0."""
+    values, indices = filtered_logits(logits, seen, sp)
     if sp.temperature == 0:
-        return logits.argmax(dim=-1)
-    k = min(sp.top_k, logits.shape[-1]) if sp.top_k else logits.shape[-1]
-    values, indices = torch.topk(logits / sp.temperature, k, dim=-1)  # sorted, descending
-    if sp.top_p < 1.0:
-        probs = torch.softmax(values, dim=-1)
-        mass_before = probs.cumsum(dim=-1) - probs
-        values = values.masked_fill(mass_before >= sp.top_p, float("-inf"))  # keep the crossing token
+        return values.argmax(dim=-1)
     probs = torch.softmax(values, dim=-1)
     picks = [torch.multinomial(probs[row], 1, generator=gens[row]) for row in range(len(gens))]
     return indices.gather(-1, torch.stack(picks)).squeeze(-1)

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from mfray.http_common import BearerAuthMiddleware, BodyLimitMiddleware, error_response, logged_failure, validation_message
-from mfray.llm.base import LLM, SEED_MAX, SEED_MIN, Generation, Prompt, SamplingParams, prompt_seeds
+from mfray.llm.base import LLM, MAX_LOOKUP, SEED_MAX, SEED_MIN, Generation, Prompt, SamplingParams, prompt_seeds
 from mfray.llm.batching import BatchedLLM, DynamicBatcher, Overloaded, PromptTooLong
 
 MAX_TOKENS_LIMIT = 4096
@@ -77,6 +77,7 @@ class _SamplingRequest(BaseModel):
     top_k: int = Field(0, ge=-1)  # vLLM spells "off" as -1, we as 0
     repetition_penalty: float = Field(1.0, gt=0)
     first_line: bool = False  # mfray extension: keep (and stop at) the first non-empty line
+    lookup: int = Field(0, ge=0, le=MAX_LOOKUP)  # mfray extension: prompt-lookup draft tokens (SamplingParams)
     n: int = 1
     stream: bool = False
     stop: str | list[str] | None = None
@@ -92,6 +93,7 @@ class _SamplingRequest(BaseModel):
             max_new_tokens=self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS,
             first_line=self.first_line,
             seed=self.seed,
+            lookup=self.lookup,
         )
 
 

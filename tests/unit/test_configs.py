@@ -106,3 +106,18 @@ def test_updates_made_in_code_are_validated_like_a_file():
     with pytest.raises(ValidationError):
         TrainConfig().model_copy(update={"steps": -1})
     assert cfg.model_copy() == cfg and cfg.model_copy(deep=True) == cfg
+
+
+def test_lookup_is_validated_and_left_out_of_dumps_when_off():
+    """A sampling config without prompt-lookup drafts dumps as it did before the field existed
+    (run fingerprints hash the dump); with them, the dump and the sampling params carry it."""
+    from mfray.config import SamplingConfig
+
+    off = SamplingConfig(temperature=0.1, max_new_tokens=100, first_line=False)
+    assert "lookup" not in off.model_dump() and off.params(seed=3).lookup == 0
+    on = off.model_copy(update={"lookup": 10})
+    assert on.model_dump()["lookup"] == 10 and on.params(seed=3).lookup == 10
+    with pytest.raises(ValueError, match="lookup"):
+        SamplingConfig(lookup=65)
+    with pytest.raises(ValueError, match="lookup"):
+        off.model_copy(update={"lookup": -1})

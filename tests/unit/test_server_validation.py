@@ -81,6 +81,8 @@ def test_chat_accepts_text_parts(server):
         ({"seed": 2**64}, "seed"),
         ({"seed": SEED_MAX + 1}, "seed"),
         ({"seed": -1}, "seed"),
+        ({"lookup": -1}, "lookup"),
+        ({"lookup": 65}, "lookup"),
     ],
 )
 def test_bad_values_are_400_naming_the_field(server, override, field):
