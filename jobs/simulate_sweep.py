@@ -57,6 +57,10 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     began = time.perf_counter()
     # Blocks made here in the driver (no repartition task competing with the actors for CPUs).
     ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // cfg.events_per_call)))
+    # A block returns when its slowest rollout ends: an hour and more on a busy CPU. Ray Data's
+    # no-progress guard (30 minutes by default since Ray 2.60) failed a whole sweep for that
+    # (2026-12-07); runs have their own time limits (llm_timeout_s) and checkpoints.
+    ds.context.execution_no_progress_timeout_s = -1
     calls = calls_per_actor(cfg)
     with warnings.catch_warnings():
         # max_restarts / max_task_retries have no named parameter yet; Ray Data's default is to
