@@ -2,10 +2,11 @@
 
 Why: a timeline mean field mostly rewrites the previous one, which its prompt holds ("How users
 reacted before:"), and is generated 1-4 prompts at a time (one per rollout step), where a
-decode step costs nearly what a step of 32 rows does: it reads every weight for a token a row.
-In the fidelity sweep these calls were about a third of the engine's time (benchmarks/
-engine_ab_bench.py, 2026-12-07). Here a row drafts the tokens that followed the last earlier
-occurrence of its latest n-gram and checks them all in one forward pass.
+decode step costs nearly what a step of 32 rows does: it reads every weight for a token a row,
+and such a call decodes 100 tokens where a policy batch decodes about 50. Here a row drafts the
+tokens that followed the last earlier occurrence of its latest n-gram and checks them all in one
+forward pass (1.64x on the fidelity sweep's mean-field calls: benchmarks/engine_ab_bench.py
+--compare lookup, BENCHMARKS.md).
 
 The check is the speculative-sampling rule for a draft that is one token for sure: draft token d
 is kept with probability p(d), p the distribution the plain sampler would draw from there
