@@ -186,7 +186,7 @@ class LocalEngine:
                     continue
                 out_ids[row].append(token)
                 seen[at, token] = True
-                if sp.first_line and token in self._newline_ids and self._first_line_complete(out_ids[row]):
+                if sp.first_line and self._ends_first_line(out_ids[row]):
                     done[row], finish[row] = True, "stop"
             keep = [at for at, row in enumerate(live) if not done[row]]
             if not keep or step == sp.max_new_tokens - 1:  # nothing left, or the last token is drawn
@@ -216,7 +216,7 @@ class LocalEngine:
         """Each prompt alone, with prompt-lookup drafts (mfray.llm.lookup); the prompts' common
         first tokens, when there are enough, are forwarded once for all of them."""
         def stops(ids: list[int]) -> bool:
-            return sp.first_line and ids[-1] in self._newline_ids and self._first_line_complete(ids)
+            return sp.first_line and self._ends_first_line(ids)
 
         prefix_cache = None
         common = min((common_prefix_length(prompts[0], p) for p in prompts[1:]), default=0)
@@ -231,6 +231,10 @@ class LocalEngine:
             self.stats.decode_rows += passes
             outs.append((ids, finish))
         return outs
+
+    def _ends_first_line(self, ids: list[int]) -> bool:
+        """Whether the last generated token (a newline) completes the first line."""
+        return ids[-1] in self._newline_ids and self._first_line_complete(ids)
 
     def _first_line_complete(self, ids: list[int]) -> bool:
         """A newline ends the first line only once the line has content and no think block is
