@@ -322,21 +322,33 @@ class RealismInputs:
 
     real[method][event][agent_index] = real text (one per agent however many seeds);
     sim[method][event] = [(seed, agent_index, simulated text or None, failed)] of non-inserted
-    agents; mean_fields[method] = distinct non-empty mean-field texts."""
+    agents; mean_fields[method] = distinct non-empty mean-field texts; mf_updates[method] =
+    [updates that left the text unchanged, updates] between consecutive evaluated steps of a run."""
 
     real: dict[str, dict[str, dict[int, str]]] = field(default_factory=dict)
     sim: dict[str, dict[str, list[tuple[int, int, str | None, bool]]]] = field(default_factory=dict)
     mean_fields: dict[str, set[str]] = field(default_factory=dict)
+    mf_updates: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, records: Iterable[StepRecord]) -> None:
         """Add the evaluated `records` of one trajectory (`mfray.eval.evaluate.evaluated`)."""
+        by_step: dict[int, str] = {}  # a step's agents all read the same mean field
         for r in records:
+            if isinstance(r.mean_field, str) and r.mean_field.strip():
+                by_step[r.step] = r.mean_field
             self.real.setdefault(r.method, {}).setdefault(r.event_id, {})[r.agent_index] = r.real_text
             if not r.intervention:  # an inserted post is no simulation
                 self.sim.setdefault(r.method, {}).setdefault(r.event_id, []).append(
                     (r.seed, r.agent_index, r.simulated_text, bool(r.failed)))
             if isinstance(r.mean_field, str) and r.mean_field.strip():
                 self.mean_fields.setdefault(r.method, set()).add(r.mean_field)
+        texts = [by_step[step] for step in sorted(by_step)]
+        if len(texts) > 1:
+            # Why count: a mean-field model that returns its input verbatim turns `mf` into a
+            # fixed prompt, and the distinct-text shares above cannot show that.
+            counts = self.mf_updates.setdefault(records[0].method, [0, 0])
+            counts[0] += sum(a == b for a, b in zip(texts, texts[1:]))
+            counts[1] += len(texts) - 1
 
 
 def realism_rows(inputs: RealismInputs, seed: int = 0, folds: int = 5) -> list[dict]:
@@ -348,7 +360,8 @@ def realism_rows(inputs: RealismInputs, seed: int = 0, folds: int = 5) -> list[d
     Columns: method, auc, auc_note, posts_scored, events, folds, simulated, failed, empty,
     descriptive, empty_failed_share, descriptive_share, not_a_post_share, mean_fields,
     mf_stance_share, mf_emotion_share, mf_behaviour_share, mf_aspects_share, mf_meta_share,
-    mf_meta_example. Independent of the order in which trajectories were added."""
+    mf_meta_example, mf_updates, mf_unchanged_share (of the mean-field updates between consecutive
+    evaluated steps, the share that returned the previous text verbatim). Independent of the order in which trajectories were added."""
     rows = []
     for method in sorted(set(inputs.real) | set(inputs.sim)):
         texts, kinds = {}, dict.fromkeys(POST_KINDS, 0)
@@ -369,6 +382,8 @@ def realism_rows(inputs: RealismInputs, seed: int = 0, folds: int = 5) -> list[d
                "descriptive_share": _ratio(kinds["descriptive"], simulated),
                "not_a_post_share": _ratio(simulated - kinds["post"], simulated)}
         row.update(mean_field_summary(sorted(inputs.mean_fields.get(method, ()))))
+        unchanged, updates = inputs.mf_updates.get(method, (0, 0))
+        row.update(mf_updates=updates, mf_unchanged_share=_ratio(unchanged, updates))
         rows.append(row)
     return rows
 

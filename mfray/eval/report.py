@@ -129,16 +129,19 @@ def write_realism(realism: Sequence[dict], out_dir: Path) -> str:
     with_mf = [r for r in realism if r["mean_fields"]]
     lines += ["", "### Mean fields (share of distinct mean-field texts)", ""]
     if with_mf:
-        lines += ["| method | mean fields | stance | emotion | behaviour | all three | copies instructions/meta | example |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| method | mean fields | stance | emotion | behaviour | all three | copies instructions/meta | example "
+                  "| updates | unchanged by the update |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in with_mf:
             example = r["mf_meta_example"].replace("|", "/")
             lines.append(f"| {r['method']} | {r['mean_fields']} | {_share(r['mf_stance_share'])} | "
                          f"{_share(r['mf_emotion_share'])} | {_share(r['mf_behaviour_share'])} | "
-                         f"{_share(r['mf_aspects_share'])} | {_share(r['mf_meta_share'])} | {example or '-'} |")
+                         f"{_share(r['mf_aspects_share'])} | {_share(r['mf_meta_share'])} | {example or '-'} | "
+                         f"{r['mf_updates']} | {_share(r['mf_unchanged_share'])} |")
         lines += ["", ("Aspects: the stance, emotion and behaviour word lists (English and Chinese) of "
                        "mfray.eval.realism.ASPECT_WORDS; meta: a META_RULES phrase or a run of 6 words (10 Chinese "
-                       "characters) copied from a mean-field template or a worked-example summary of the timeline style.")]
+                       "characters) copied from a mean-field template or a worked-example summary of the timeline style. "
+                       "Updates: mean-field rewrites between consecutive evaluated steps of a run; unchanged: the "
+                       "share that returned the previous text verbatim (the policy then reads a fixed summary).")]
     else:
         lines.append("No method has a mean field.")
     md = "\n".join(lines) + "\n"

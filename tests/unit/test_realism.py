@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -267,13 +268,35 @@ def test_realism_rows_by_hand_and_order_free():
     assert (mf["events"], mf["folds"], mf["posts_scored"]) == (2, 2, 14) and 0 <= mf["auc"] <= 1
     # Two distinct mean fields: one covers all three aspects, the other is meta.
     assert mf["mean_fields"] == 2 and mf["mf_aspects_share"] == 0.5 and mf["mf_meta_share"] == 0.5
+    # One text per run: e1's 6 steps give 5 updates, e2's 4 give 3, every one unchanged.
+    assert (mf["mf_updates"], mf["mf_unchanged_share"]) == (8, 1.0)
     state = rows["state"]
+    assert state["mf_updates"] == 0 and math.isnan(state["mf_unchanged_share"])
     assert math.isnan(state["auc"]) and "1 event(s)" in state["auc_note"] and state["mean_fields"] == 0
     # The order in which trajectories arrive changes nothing (the Ray driver reads them in its order).
     backwards = RealismInputs()
     for f in reversed(files):
         backwards.add(list(reversed(f)))
     assert str(realism_rows(backwards, seed=0)) == str(list(rows.values()))
+
+
+def test_unchanged_mean_field_updates_by_hand():
+    # Run 1, steps 0..4 (two agents each), mean fields A A B B A: updates A->A, A->B, B->B, B->A
+    # -> 2 of 4 unchanged. Run 2 (another seed), steps 0..2, C then empty then C: the empty step
+    # is no mean field, so one update C->C, unchanged. Together 3 of 5; the order of the records
+    # within a run and of the runs does not matter.
+    def run(seed: int, fields: list[str]) -> list[StepRecord]:
+        return [replace(r, step=step, agent_index=2 * step + r.agent_index) for step, text in enumerate(fields)
+                for r in records("e1", "mf", seed, ["a post", "another"], mean_field=text)]
+
+    first, second = run(0, ["A", "A", "B", "B", "A"]), run(1, ["C", "", "C"])
+    inputs, backwards = RealismInputs(), RealismInputs()
+    inputs.add(first)
+    inputs.add(second)
+    backwards.add(list(reversed(second)))
+    backwards.add(list(reversed(first)))
+    assert inputs.mf_updates == backwards.mf_updates == {"mf": [3, 5]}
+    assert realism_rows(inputs)[0]["mf_unchanged_share"] == pytest.approx(3 / 5)
 
 
 def test_realism_report_files_and_kl_columns(tmp_path):
@@ -283,7 +306,8 @@ def test_realism_report_files_and_kl_columns(tmp_path):
     md = write_realism(realism, tmp_path)
     # 3 simulated: 1 failed, 1 descriptive -> 33.3% each, not a post 66.7%; one event -> AUC "-".
     assert "| mf | - | 0 | 1 | 0 | 3 | 33.3% | 33.3% | 66.7% |" in md and "mf: AUC not computed" in md
-    assert "| mf | 1 | 100.0% | 0.0% | 0.0% | 0.0% | 0.0% | - |" in md
+    # One mean field over steps 0..2: two updates, both returned it unchanged.
+    assert "| mf | 1 | 100.0% | 0.0% | 0.0% | 0.0% | 0.0% | - | 2 | 100.0% |" in md
     with (tmp_path / "realism.csv").open() as fh:
         table = list(csv.DictReader(fh))
     assert table[0]["method"] == "mf" and float(table[0]["descriptive_share"]) == pytest.approx(1 / 3)
