@@ -7,7 +7,8 @@
    benchmarks/results/fidelity_study/runs): the simulated agents 48..143 of every run, under the
    default annotator, with the discriminator, the noise floor and the annotator's measured agreement
    (summary.md); the full output goes to runs/fidelity_study_eval (232 trajectory plots).
-2. The paper's findings, each from a paired bootstrap interval over events (mfray.eval.findings).
+2. The paper's findings, each from a paired bootstrap interval over events (mfray.eval.findings),
+   and what the mean fields carry (realism.csv: unchanged updates, copied worked examples).
 3. BENCHMARKS.md's section between the fidelity markers is replaced: the study as run (events,
    methods, seeds, runs finished, compute time and tokens from the sweep's log), the findings,
    the forecasting and intervention results (benchmarks/forecast_intervention.py), summary.md's
@@ -94,6 +95,29 @@ def applications_lines(results: Path, benchmarks: Path) -> list[str]:
     return lines
 
 
+def mean_field_lines(eval_dir: Path) -> list[str]:
+    """What the methods' mean fields carry, from the evaluation's realism.csv (mfray.eval.realism):
+    distinct texts, updates that returned the previous text verbatim, texts copying the prompt's
+    worked examples or meta-text. A mean field that never moves is a fixed prompt, whatever the
+    metrics then say about "MF-LLM"."""
+    path = eval_dir / "realism.csv"
+    if not path.is_file():
+        return [f"(no realism.csv in {eval_dir}: mean fields not checked)"]
+    with path.open(encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("mean_fields") not in (None, "", "0")]
+    if not rows:
+        return ["No evaluated method has a mean field."]
+
+    def pct(value: str) -> str:
+        return "-" if value in ("", "nan") else f"{100 * float(value):.0f}%"
+
+    return [f"- {r['method']}: {r['mean_fields']} distinct mean-field texts; {pct(r['mf_unchanged_share'])} of "
+            f"{r['mf_updates']} updates returned the previous text verbatim; {pct(r['mf_meta_share'])} of the texts "
+            f"copy the prompt's worked examples or meta-text"
+            + (f" (e.g. {r['mf_meta_example']})" if r["mf_meta_example"] else "") + "."
+            for r in rows]
+
+
 def section(rows: list[dict], eval_dir: Path, runs: Path, figures: Path, benchmarks: Path) -> str:
     from mfray.eval.findings import findings, findings_markdown
 
@@ -131,6 +155,10 @@ def section(rows: list[dict], eval_dir: Path, runs: Path, figures: Path, benchma
         "### Which of the paper's findings hold here",
         "",
         findings_markdown(findings(rows), MODEL),
+        "### What the mean field carries",
+        "",
+        *mean_field_lines(eval_dir),
+        "",
         "### Forecasting and an intervention",
         "",
         *applications_lines(REPO / "benchmarks/results/forecast_intervention", benchmarks),
