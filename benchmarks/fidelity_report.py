@@ -88,9 +88,10 @@ def applications_lines(results: Path, benchmarks: Path) -> list[str]:
                   for r in result["forecast"]["table"]]
         lines += ["", f"![forecasts]({rel}/forecast.png)", ""]
     if "intervention" in result:
-        lines += ["| intervention | doubt share per 16 generated agents | counter share |", "|---|---|---|"]
-        lines += [f"| {name} | {' '.join(f'{v:.2f}' for v in arm['doubt'])} | {' '.join(f'{v:.2f}' for v in arm['counter'])} |"
-                  for name, arm in result["intervention"].items()]
+        lines += ["| method | intervention | doubt share per 16 generated agents | counter share |", "|---|---|---|---|"]
+        lines += [f"| {method} | {name} | {' '.join(f'{v:.2f}' for v in arm['doubt'])} | "
+                  f"{' '.join(f'{v:.2f}' for v in arm['counter'])} |"
+                  for method, arms in result["intervention"].items() for name, arm in arms.items()]
         lines += ["", f"![intervention]({rel}/intervention.png)", ""]
     return lines
 

@@ -11,10 +11,12 @@ gives the attitude and belief KL over 16-agent windows of the forecast against t
 those agents, per start point; the plot shows the real negative-attitude share and each forecast.
 
 Intervention: the Weibo "forward to win an iPhone" event (jobs/configs/forecast_intervention.yaml's
-debunk), method mf, one seed, three runs that differ only in the inserted official debunk: none,
-at step 4 (agents 64..), and at steps 4 and 6. The same seed makes the steps before the first
-insertion identical; the plot shows the doubt share (belief) and the counter share (rumor) of
-the generated posts over agents for the three. Results: benchmarks/results/forecast_intervention/.
+debunk), one seed, per method (`--intervention-methods`: mf, whose agents learn of the debunk only
+through the mean field, and recent, whose agents see it in their timeline) three runs that differ
+only in the inserted official debunk: none, at step 4 (agents 64..), and at steps 4 and 6. The
+same seed makes the steps before the first insertion identical; the plot shows the doubt share
+(belief) and the counter share (rumor) of the generated posts over agents, one row per method.
+Results: benchmarks/results/forecast_intervention/ (results.json is written after each part).
 """
 
 from __future__ import annotations
@@ -85,27 +87,30 @@ def forecast_part(engine, annotator, events: list[str], methods: list[str], star
     return {"table": table, "curves": curves}
 
 
-def intervention_part(engine, annotator, horizon: int) -> dict:
+def intervention_part(engine, annotator, methods: list[str], horizon: int) -> dict:
+    """{method: {arm: doubt and counter shares of the generated posts per 16 agents}}."""
     from mfray.data.validate import load_file
     from mfray.sim.config import Intervention
     from mfray.sim.driver import run_event
 
     event = load_file(REPO / LIU_XIANG).events[0]
-    base = rollout_config("mf", horizon)
     arms = {"no debunk": [], "debunk at step 4": [Intervention(step=4, posts=[DEBUNK])],
             "debunk at steps 4 and 6": [Intervention(step=4, posts=[DEBUNK]), Intervention(step=6, posts=[DEBUNK])]}
     out = {}
-    for name, interventions in arms.items():
-        cfg = base.model_copy(update={"interventions": interventions})
-        records = [r for r in asyncio.run(run_event(event, engine, cfg, seed=0)) if not r.warmup]
-        generated = [r for r in records if not r.intervention]
-        index = [r.agent_index for r in generated]
-        made = labels(annotator, generated, simulated=True)
-        doubt = shares([a.get("belief") for a in made], "doubt")
-        counter = shares([a.get("rumor") for a in made], "counter")
-        out[name] = {"first_agent": index[0] if index else None, "doubt": doubt, "counter": counter,
-                     "inserted": sum(r.intervention for r in records)}
-        print(f"[intervention] {name}: doubt {['%.2f' % v for v in doubt]} counter {['%.2f' % v for v in counter]}", flush=True)
+    for method in methods:
+        base = rollout_config(method, horizon)
+        for name, interventions in arms.items():
+            cfg = base.model_copy(update={"interventions": interventions})
+            records = [r for r in asyncio.run(run_event(event, engine, cfg, seed=0)) if not r.warmup]
+            generated = [r for r in records if not r.intervention]
+            index = [r.agent_index for r in generated]
+            made = labels(annotator, generated, simulated=True)
+            doubt = shares([a.get("belief") for a in made], "doubt")
+            counter = shares([a.get("rumor") for a in made], "counter")
+            out.setdefault(method, {})[name] = {"first_agent": index[0] if index else None, "doubt": doubt,
+                                                "counter": counter, "inserted": sum(r.intervention for r in records)}
+            print(f"[intervention] {method}, {name}: doubt {['%.2f' % v for v in doubt]} "
+                  f"counter {['%.2f' % v for v in counter]}", flush=True)
     return out
 
 
@@ -129,15 +134,18 @@ def plot(result: dict) -> None:
         fig.tight_layout()
         fig.savefig(OUT / "forecast.png", dpi=100)
     if "intervention" in result:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-        for ax, key in zip(axes, ("doubt", "counter")):
-            for name, arm in result["intervention"].items():
-                ax.plot([48 + 16 * i for i in range(len(arm[key]))], arm[key], marker=".", label=name)
-            for step in (4, 6):
-                ax.axvline(16 * step, color="grey", ls=":", lw=1)
-            ax.set(title=f"Weibo iPhone rumour: {key} share of generated posts", xlabel="agent index", ylim=(0, 1))
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        methods = result["intervention"]
+        fig, axes = plt.subplots(len(methods), 2, figsize=(10, 3.4 * len(methods)), squeeze=False)
+        for row, (method, arms) in zip(axes, methods.items()):
+            for ax, key in zip(row, ("doubt", "counter")):
+                for name, arm in arms.items():
+                    ax.plot([48 + 16 * i for i in range(len(arm[key]))], arm[key], marker=".", label=name)
+                for step in (4, 6):
+                    ax.axvline(16 * step, color="grey", ls=":", lw=1)
+                ax.set(title=f"{method}: {key} share of generated posts", xlabel="agent index", ylim=(0, 1))
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+        fig.suptitle("Weibo 'forward to win an iPhone' rumour: an official debunk inserted (dotted: steps 4 and 6)")
         fig.tight_layout()
         fig.savefig(OUT / "intervention.png", dpi=100)
 
@@ -151,6 +159,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["state", "mf"])
     ap.add_argument("--starts", nargs="+", type=int, default=[48, 112, 176])
     ap.add_argument("--ahead", type=int, default=64, help="agents simulated after each start")
+    ap.add_argument("--intervention-methods", nargs="+", default=["mf", "recent"])
     ap.add_argument("--intervention-horizon", type=int, default=160)
     args = ap.parse_args()
 
@@ -167,9 +176,10 @@ def main() -> None:
     result["command"] = "benchmarks/forecast_intervention.py " + " ".join(sys.argv[1:])
     if args.part in ("both", "forecast"):
         result["forecast"] = forecast_part(engine, annotator, args.events, args.methods, args.starts, args.ahead)
+        path.write_text(json.dumps(result, indent=1))  # a part's hour is not lost when the next one fails
     if args.part in ("both", "intervention"):
-        result["intervention"] = intervention_part(engine, annotator, args.intervention_horizon)
-    path.write_text(json.dumps(result, indent=1))
+        result["intervention"] = intervention_part(engine, annotator, args.intervention_methods, args.intervention_horizon)
+        path.write_text(json.dumps(result, indent=1))
     plot(result)
     print(f"wrote {path} and the plots beside it")
 
