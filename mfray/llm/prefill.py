@@ -247,7 +247,7 @@ class SharedPrefixLayer(ReservedLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         keys, values = super().update(key_states, value_states, *args, **kwargs)
-        setattr(keys, PREFIX_ATTR, self.prefixes)
+        setattr(keys, PREFIX_ATTR, (self.prefix_width, self.prefixes))
         return keys, values
 
     def get_seq_length(self) -> int:

@@ -28,7 +28,9 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION_NAME = "mfray_shared_prefix_sdpa"
-PREFIX_ATTR = "mfray_shared_prefix"  # attribute of a key tensor: [(prefix keys, prefix values, first row, end row)]
+# Attribute of a key tensor: (W, [(prefix keys, prefix values, first row, end row)]), W the
+# prefix columns of the attention mask (the longest prefix the batch started with).
+PREFIX_ATTR = "mfray_shared_prefix"
 
 
 def attend_with_shared_prefixes(
@@ -37,14 +39,17 @@ def attend_with_shared_prefixes(
     values: torch.Tensor,
     mask: torch.Tensor | None,
     prefixes: list[tuple[torch.Tensor, torch.Tensor, int, int]],
+    width: int,
     scaling: float,
 ) -> torch.Tensor:
     """Softmax attention of `query` [B, H, q, d] over each row's shared prefix followed by the
     row's own `keys`/`values` [B, Hkv, S, d]. `prefixes` holds (prefix keys [1, Hkv, P, d],
     prefix values, first row, end row): rows first..end-1 share that prefix; a row in no range
-    has none. `mask` [B, 1, q, W + S] (bool, True = seen, or additive float), W the longest
-    prefix, covers both parts, and only its own-token columns are read: every query sees its whole
-    prefix (mfray.llm.prefill pads rows before and after the prefix, never inside it). None means
+    has none. `mask` [B, 1, q, W + S] (bool, True = seen, or additive float) covers both parts,
+    `width` = W its prefix columns: the longest prefix the batch started with, which may be longer
+    than any left in `prefixes` once rows have left the batch. Only the mask's own-token columns
+    are read: every query sees its whole prefix (mfray.llm.prefill pads rows before and after the
+    prefix, never inside it). None means
     the prefix and, causally, the row's own tokens. Query heads are grouped onto key heads as
     `repeat_kv` does (head h reads key head h // (H / Hkv)). Computed in float32 whatever the
     inputs' dtype, as SDPA accumulates. Returns [B, H, q, d] in the query's dtype."""
@@ -53,7 +58,6 @@ def attend_with_shared_prefixes(
     batch, heads, q_len, dim = query.shape
     kv_heads, own_len = keys.shape[1], keys.shape[2]
     group = heads // kv_heads
-    width = max((k.shape[2] for k, _, _, _ in prefixes), default=0)
     q = query.reshape(batch, kv_heads, group * q_len, dim)
     own_scores = torch.matmul(q, keys.transpose(-1, -2)) * scaling  # [B, Hkv, group * q, S]
     if mask is None:
@@ -114,19 +118,18 @@ def _apply_mask(scores: torch.Tensor, mask: torch.Tensor, group: int) -> torch.T
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
     """transformers attention function: the shared-prefix path for keys a `SharedPrefixLayer`
     returned, the library's SDPA for anything else."""
-    prefixes = getattr(key, PREFIX_ATTR, None)
+    width, prefixes = getattr(key, PREFIX_ATTR, (0, None))
     if prefixes is not None and query.shape[2] > 1:
         # A prompt pass (many queries a row): the prefixes are copied into the rows for this one
         # call, since SDPA's fused kernel beats the two-part product when scores are q x P a row
         # (2.3x on the tiny model's mf rollout). Decoding reads each once a step, which is what pays.
-        width = max(k.shape[2] for k, _, _, _ in prefixes)
         prefix_keys, prefix_values = copied_prefixes(prefixes, query.shape[0], width)
         key, value = torch.cat([prefix_keys, key], dim=2), torch.cat([prefix_values, value], dim=2)
         prefixes = None
     if prefixes is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    out = attend_with_shared_prefixes(query, key, value, attention_mask, prefixes, scale)
+    out = attend_with_shared_prefixes(query, key, value, attention_mask, prefixes, width, scale)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -67,16 +67,18 @@ def test_engine_greedy_completions_same_with_and_without_sharing(engine):
     assert [g.text for g in shared_engine.generate_sync(chats, sp)] == [g.text for g in plain_engine.generate_sync(chats, sp)]
 
 
-def decode_five_steps(model, cache, mask, positions):
+def decode_five_steps(model, cache, mask, positions, keep: torch.Tensor | None = None):
     """Five decode steps on a prefill's cache (row r's token at step s is r + 100 + s); before the
-    third, every other row leaves the batch (finished generations). A cache reserved with room 3
-    grows past it. Returns the steps' last-position logits, concatenated, and the cache."""
+    third, the rows not in `keep` (default: every other row) leave the batch (finished
+    generations). A cache reserved with room 3 grows past it. Returns the steps' last-position
+    logits, concatenated, and the cache."""
     logits, rows = [], torch.arange(mask.shape[0])
+    keep = torch.arange(1, mask.shape[0], 2) if keep is None else keep
     for step in range(5):
         if step == 2:
-            rows = rows[1::2]
-            cache.batch_select_indices(torch.arange(1, mask.shape[0], 2))
-            mask, positions = mask[1::2], positions[1::2]
+            rows = rows[keep]
+            cache.batch_select_indices(keep)
+            mask, positions = mask[keep], positions[keep]
         mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype)], dim=1)
         positions = positions + 1
         out = model(input_ids=rows[:, None] + 100 + step, attention_mask=mask, position_ids=positions,
@@ -127,6 +129,26 @@ def test_one_run_keeps_its_prefix_once_and_decodes_as_the_plain_batch(tiny_engin
             steps, cache = decode_five_steps(model, reserve(first.cache, 3), first.mask, first.last_position)
             assert cache.get_seq_length() == first.mask.shape[1] + 5
             logits.append(torch.cat([first.logits, steps]))
+        torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=1e-4)
+
+
+def test_rows_of_the_longest_prefix_leaving_keep_the_mask_columns(tiny_engine):
+    """Every row of the batch's longest prefix finishes first: the rows that stay still have the
+    mask's columns for that prefix (all padding for them), and decode as a plain padded batch.
+    (The fidelity sweep's engine failed here, 2026-12-07: attention took the prefix width from
+    the prefixes that remained, not from the mask.)"""
+    from mfray.llm.prefill import reserve
+
+    prompts = mixed_batch(tiny_engine)
+    start, end, _ = max(shared_prefix_runs(prompts), key=lambda run: run[2])
+    keep = torch.tensor([row for row in range(len(prompts)) if not start <= row < end])
+    model, pad = tiny_engine.model, tiny_engine.tokenizer.pad_token_id
+    with torch.inference_mode():
+        logits = []
+        for share in (True, False):
+            first = prefill(model, prompts, pad, "cpu", share_prefixes=share)
+            steps, _ = decode_five_steps(model, reserve(first.cache, 3), first.mask, first.last_position, keep)
+            logits.append(steps)
         torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=1e-4)
 
 

@@ -18,12 +18,12 @@ def test_hand_worked_one_row_one_head():
     prefix_keys, prefix_values = torch.tensor([[[[0.0]]]]), torch.tensor([[[[4.0]]]])
     keys, values = torch.tensor([[[[math.log(3.0)]]]]), torch.tensor([[[[8.0]]]])
     seen = torch.tensor([[[[True, True]]]])
-    out = attend_with_shared_prefixes(query, keys, values, seen, [(prefix_keys, prefix_values, 0, 1)], 1.0)
+    out = attend_with_shared_prefixes(query, keys, values, seen, [(prefix_keys, prefix_values, 0, 1)], 1, 1.0)
     assert out.item() == pytest.approx(7.0)
     hidden = torch.tensor([[[[True, False]]]])
-    assert attend_with_shared_prefixes(query, keys, values, hidden, [(prefix_keys, prefix_values, 0, 1)], 1.0).item() == pytest.approx(4.0)
+    assert attend_with_shared_prefixes(query, keys, values, hidden, [(prefix_keys, prefix_values, 0, 1)], 1, 1.0).item() == pytest.approx(4.0)
     additive = torch.tensor([[[[0.0, torch.finfo(torch.float32).min]]]])
-    assert attend_with_shared_prefixes(query, keys, values, additive, [(prefix_keys, prefix_values, 0, 1)], 1.0).item() == pytest.approx(4.0)
+    assert attend_with_shared_prefixes(query, keys, values, additive, [(prefix_keys, prefix_values, 0, 1)], 1, 1.0).item() == pytest.approx(4.0)
 
 
 def reference(query, keys, values, mask, prefix_keys, prefix_values, scale):
@@ -58,7 +58,7 @@ def test_matches_sdpa_over_copied_prefix(q_len, mask_kind):
         mask = torch.zeros(seen.shape).masked_fill(~seen, torch.finfo(torch.float32).min)
     else:
         mask = seen
-    out = attend_with_shared_prefixes(query, keys, values, mask, [(prefix_keys, prefix_values, 0, batch)], 0.3)
+    out = attend_with_shared_prefixes(query, keys, values, mask, [(prefix_keys, prefix_values, 0, batch)], prefix_len, 0.3)
     expected = reference(query, keys, values, seen, prefix_keys, prefix_values, 0.3)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
@@ -68,9 +68,9 @@ def test_half_precision_inputs_come_back_in_their_dtype_close_to_float32():
     query = torch.randn(2, 4, 1, 16, generator=g)
     prefix_keys, prefix_values = (torch.randn(1, 2, 9, 16, generator=g) for _ in range(2))
     keys, values = (torch.randn(2, 2, 3, 16, generator=g) for _ in range(2))
-    exact = attend_with_shared_prefixes(query, keys, values, None, [(prefix_keys, prefix_values, 0, 2)], 0.25)
+    exact = attend_with_shared_prefixes(query, keys, values, None, [(prefix_keys, prefix_values, 0, 2)], 9, 0.25)
     half = attend_with_shared_prefixes(*(t.bfloat16() for t in (query, keys, values)), None,
-                                       [(prefix_keys.bfloat16(), prefix_values.bfloat16(), 0, 2)], 0.25)
+                                       [(prefix_keys.bfloat16(), prefix_values.bfloat16(), 0, 2)], 9, 0.25)
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), exact, atol=3e-2, rtol=3e-2)
 
@@ -95,5 +95,8 @@ def test_two_prefixes_and_a_row_without_one_match_sdpa_over_copied_prefixes():
     expected = torch.nn.functional.scaled_dot_product_attention(
         query, torch.cat([full_k, keys], 2).repeat_interleave(group, 1),
         torch.cat([full_v, values], 2).repeat_interleave(group, 1), attn_mask=seen, scale=0.4)
-    out = attend_with_shared_prefixes(query, keys, values, seen, [(long_k, long_v, 0, 2), (short_k, short_v, 2, 5)], 0.4)
+    out = attend_with_shared_prefixes(query, keys, values, seen, [(long_k, long_v, 0, 2), (short_k, short_v, 2, 5)], 6, 0.4)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # Rows 0-1 leave the batch: the long prefix is gone, the mask keeps its 6 prefix columns.
+    rest = attend_with_shared_prefixes(query[2:], keys[2:], values[2:], seen[2:], [(short_k, short_v, 0, 3)], 6, 0.4)
+    torch.testing.assert_close(rest, expected[2:], atol=1e-5, rtol=1e-5)
