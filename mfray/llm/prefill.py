@@ -256,6 +256,10 @@ class SharedPrefixLayer(ReservedLayer):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep only the rows `indices` (ascending), each prefix with the rows of it that stay."""
         kept = indices.tolist()
+        if any(a >= b for a, b in zip(kept, kept[1:])):
+            # The ranges are recounted, not permuted: rows out of order would read another
+            # row's prefix without any error.
+            raise ValueError(f"SharedPrefixLayer keeps rows in order only; got indices {kept}")
         prefixes = []
         for keys, values, first, end in self.prefixes:
             new_first = sum(1 for i in kept if i < first)
@@ -265,6 +269,12 @@ class SharedPrefixLayer(ReservedLayer):
         # Keep the longest prefix's width even if its rows left: masks keep their columns.
         self.prefixes = prefixes
         super().batch_select_indices(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        raise NotImplementedError("SharedPrefixLayer cannot repeat rows (its prefix ranges would not follow)")
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        raise NotImplementedError("SharedPrefixLayer cannot reorder rows (its prefix ranges would not follow)")
 
 
 def reserve(cache, room: int):

@@ -1,9 +1,12 @@
-"""Splitting a sorted batch into runs of prompts that share a prefix (mfray.llm.prefill).
-Costs below are worked by hand with PASS_COST_TOKENS = 32."""
+"""Splitting a sorted batch into runs of prompts that share a prefix (mfray.llm.prefill), and the
+rows of a SharedPrefixLayer leaving. Costs below are worked by hand with PASS_COST_TOKENS = 32."""
 
 from __future__ import annotations
 
-from mfray.llm.prefill import PASS_COST_TOKENS, common_prefix_length, run_cost, shared_prefix_runs
+import pytest
+import torch
+
+from mfray.llm.prefill import PASS_COST_TOKENS, SharedPrefixLayer, common_prefix_length, run_cost, shared_prefix_runs
 
 
 def test_common_prefix_length():
@@ -46,3 +49,21 @@ def test_short_prompts_share_a_padded_pass_long_unrelated_ones_go_alone():
     assert shared_prefix_runs([[9] * 10 + [1] * 300, [9] * 10 + [2] * 100]) == [(0, 1, 0), (1, 2, 0)]
     assert shared_prefix_runs([[3, 1]]) == [(0, 1, 0)]
     assert shared_prefix_runs([]) == []
+
+
+def test_shared_prefix_layer_keeps_rows_in_order_only():
+    """Rows leave a SharedPrefixLayer in order (its prefix ranges are recounted); anything that
+    would move rows across ranges fails loudly instead of reading another row's prefix."""
+    prefix_a, prefix_b = torch.zeros(1, 1, 3, 2), torch.ones(1, 1, 2, 2)
+    own = torch.zeros(4, 1, 1, 2)
+    layer = SharedPrefixLayer([(prefix_a, prefix_a, 0, 2), (prefix_b, prefix_b, 2, 4)], own, own, room=2)
+    layer.batch_select_indices(torch.tensor([1, 2, 3]))  # row 0 leaves: A keeps 1 row, B moves up
+    assert [(first, end) for _, _, first, end in layer.prefixes] == [(0, 1), (1, 3)] and layer.prefix_width == 3
+    layer.batch_select_indices(torch.tensor([1, 2]))  # A's last row leaves; the width stays
+    assert [(first, end) for _, _, first, end in layer.prefixes] == [(0, 2)] and layer.prefix_width == 3
+    with pytest.raises(ValueError, match="in order"):
+        layer.batch_select_indices(torch.tensor([1, 0]))
+    with pytest.raises(NotImplementedError):
+        layer.batch_repeat_interleave(2)
+    with pytest.raises(NotImplementedError):
+        layer.reorder_cache(torch.tensor([1, 0]))
