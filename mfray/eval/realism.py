@@ -334,14 +334,13 @@ class RealismInputs:
         """Add the evaluated `records` of one trajectory (`mfray.eval.evaluate.evaluated`)."""
         by_step: dict[int, str] = {}  # a step's agents all read the same mean field
         for r in records:
-            if isinstance(r.mean_field, str) and r.mean_field.strip():
-                by_step[r.step] = r.mean_field
             self.real.setdefault(r.method, {}).setdefault(r.event_id, {})[r.agent_index] = r.real_text
             if not r.intervention:  # an inserted post is no simulation
                 self.sim.setdefault(r.method, {}).setdefault(r.event_id, []).append(
                     (r.seed, r.agent_index, r.simulated_text, bool(r.failed)))
             if isinstance(r.mean_field, str) and r.mean_field.strip():
                 self.mean_fields.setdefault(r.method, set()).add(r.mean_field)
+                by_step[r.step] = r.mean_field
         texts = [by_step[step] for step in sorted(by_step)]
         if len(texts) > 1:
             # Why count: a mean-field model that returns its input verbatim turns `mf` into a
@@ -361,7 +360,8 @@ def realism_rows(inputs: RealismInputs, seed: int = 0, folds: int = 5) -> list[d
     descriptive, empty_failed_share, descriptive_share, not_a_post_share, mean_fields,
     mf_stance_share, mf_emotion_share, mf_behaviour_share, mf_aspects_share, mf_meta_share,
     mf_meta_example, mf_updates, mf_unchanged_share (of the mean-field updates between consecutive
-    evaluated steps, the share that returned the previous text verbatim). Independent of the order in which trajectories were added."""
+    evaluated steps, the share that returned the previous text verbatim). Independent of the
+    order in which trajectories were added."""
     rows = []
     for method in sorted(set(inputs.real) | set(inputs.sim)):
         texts, kinds = {}, dict.fromkeys(POST_KINDS, 0)
