@@ -108,9 +108,10 @@ def mean_field_lines(eval_dir: Path) -> list[str]:
         rows = [r for r in csv.DictReader(fh) if r.get("mean_fields") not in (None, "", "0")]
     if not rows:
         return ["No evaluated method has a mean field."]
+    from mfray.eval.report import format_share
 
-    def pct(value: str) -> str:
-        return "-" if value in ("", "nan") else f"{100 * float(value):.0f}%"
+    def pct(value: str) -> str:  # a CSV cell: a float, "nan" or empty
+        return format_share(float(value) if value else math.nan)
 
     return [f"- {r['method']}: {r['mean_fields']} distinct mean-field texts; {pct(r['mf_unchanged_share'])} of "
             f"{r['mf_updates']} updates returned the previous text verbatim; {pct(r['mf_meta_share'])} of the texts "

@@ -83,7 +83,7 @@ def write_metric_table(rows: list[dict], metric: str, out_dir: Path, max_failure
         cells.append(_fmt_failure(table[method]["failure_rate"], max_failure_rate))
         if realism is not None:
             r = by_method.get(method, {})
-            cells += [_fmt(r.get("auc", float("nan"))), _share(r.get("descriptive_share", float("nan")))]
+            cells += [_fmt(r.get("auc", float("nan"))), format_share(r.get("descriptive_share", float("nan")))]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     note = failure_note({m: table[m]["failure_rate"] for m in methods}, max_failure_rate)
     md = "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
@@ -99,7 +99,8 @@ def write_metric_table(rows: list[dict], metric: str, out_dir: Path, max_failure
     return md
 
 
-def _share(value: float) -> str:
+def format_share(value: float) -> str:
+    """A share as a percentage with one decimal; "-" for None or NaN."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1%}"
 
 
@@ -122,8 +123,8 @@ def write_realism(realism: Sequence[dict], out_dir: Path) -> str:
                   "| not a post |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in realism:
         lines.append(f"| {r['method']} | {_fmt(r['auc'])} | {r['posts_scored']} | {r['events']} | {r['folds']} | "
-                     f"{r['simulated']} | {_share(r['empty_failed_share'])} | {_share(r['descriptive_share'])} | "
-                     f"{_share(r['not_a_post_share'])} |")
+                     f"{r['simulated']} | {format_share(r['empty_failed_share'])} | {format_share(r['descriptive_share'])} | "
+                     f"{format_share(r['not_a_post_share'])} |")
     notes = [f"{r['method']}: AUC not computed: {r['auc_note']}" for r in realism if r["auc_note"]]
     lines += ["", REALISM_NOTE, *([""] + notes if notes else [])]
     with_mf = [r for r in realism if r["mean_fields"]]
@@ -133,10 +134,10 @@ def write_realism(realism: Sequence[dict], out_dir: Path) -> str:
                   "| updates | unchanged by the update |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in with_mf:
             example = r["mf_meta_example"].replace("|", "/")
-            lines.append(f"| {r['method']} | {r['mean_fields']} | {_share(r['mf_stance_share'])} | "
-                         f"{_share(r['mf_emotion_share'])} | {_share(r['mf_behaviour_share'])} | "
-                         f"{_share(r['mf_aspects_share'])} | {_share(r['mf_meta_share'])} | {example or '-'} | "
-                         f"{r['mf_updates']} | {_share(r['mf_unchanged_share'])} |")
+            lines.append(f"| {r['method']} | {r['mean_fields']} | {format_share(r['mf_stance_share'])} | "
+                         f"{format_share(r['mf_emotion_share'])} | {format_share(r['mf_behaviour_share'])} | "
+                         f"{format_share(r['mf_aspects_share'])} | {format_share(r['mf_meta_share'])} | {example or '-'} | "
+                         f"{r['mf_updates']} | {format_share(r['mf_unchanged_share'])} |")
         lines += ["", ("Aspects: the stance, emotion and behaviour word lists (English and Chinese) of "
                        "mfray.eval.realism.ASPECT_WORDS; meta: a META_RULES phrase or a run of 6 words (10 Chinese "
                        "characters) copied from a mean-field template or a worked-example summary of the timeline style. "

@@ -233,12 +233,10 @@ class LocalEngine:
         return outs
 
     def _ends_first_line(self, ids: list[int]) -> bool:
-        """Whether the last generated token (a newline) completes the first line."""
-        return ids[-1] in self._newline_ids and self._first_line_complete(ids)
-
-    def _first_line_complete(self, ids: list[int]) -> bool:
-        """A newline ends the first line only once the line has content and no think block is
-        still open (a reasoning model's thoughts span lines)."""
+        """Whether the last generated token, a newline, completes the first line: only once the
+        line has content and no think block is still open (a reasoning model's thoughts span lines)."""
+        if ids[-1] not in self._newline_ids:
+            return False
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         if text.count("<think>") > text.count("</think>"):
             return False

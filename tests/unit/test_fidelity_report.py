@@ -22,9 +22,9 @@ def test_mean_field_lines_from_realism_csv(tmp_path):
                          "mf_meta_share": 0.25, "mf_meta_example": "phrase: This summary"})
         writer.writerow({"method": "state", "mean_fields": 0, "mf_updates": 0, "mf_unchanged_share": "nan",
                          "mf_meta_share": "nan", "mf_meta_example": ""})
-    # state has no mean field: one line, for mf; 0.7 -> 70%, 0.25 -> 25%.
+    # state has no mean field: one line, for mf; 0.7 -> 70.0%, 0.25 -> 25.0%.
     assert report.mean_field_lines(tmp_path) == [
-        "- mf: 4 distinct mean-field texts; 70% of 10 updates returned the previous text verbatim; 25% of the "
+        "- mf: 4 distinct mean-field texts; 70.0% of 10 updates returned the previous text verbatim; 25.0% of the "
         "texts copy the prompt's worked examples or meta-text (e.g. phrase: This summary)."]
     assert report.mean_field_lines(tmp_path / "missing")[0].startswith("(no realism.csv in ")
 
